@@ -1,0 +1,64 @@
+# kindling — the README's contract: `make run` and `make test` on a fresh Debian 12 machine.
+SHELL := /bin/bash
+BUILD ?= build
+JOBS ?= $(shell nproc)
+export KINDLING_CACHE ?= $(HOME)/.cache/kindling
+
+# Debian packages the build, the tests, the guests and the benchmarks need.
+DEB_PACKAGES := cmake g++ make libaio-dev libcli11-dev nlohmann-json3-dev googletest libgtest-dev \
+  busybox-static e2fsprogs cpio linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils \
+  fio clang-format
+
+.PHONY: all build deps test unit integration smoke run bench guest clean format lint
+
+all: build
+
+# Installs only what is missing (one dpkg-query when everything is there).
+deps:
+	@missing=$$(dpkg-query -W -f='$${Package} $${db:Status-Status}\n' $(DEB_PACKAGES) 2>/dev/null \
+	  | awk '$$2 != "installed" {print $$1}'; \
+	  for p in $(DEB_PACKAGES); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done | sort -u); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing" $$missing; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get) or install:" $$missing; exit 1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Guest artifacts: the Linux kernel is cached under $(KINDLING_CACHE), keyed by its inputs.
+guest: deps
+	@if [ -x guest/make-guest.sh ]; then guest/make-guest.sh $(BUILD)/guest; fi
+
+test: build guest
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit -j$(JOBS)
+
+integration: build
+	cd $(BUILD) && ctest --output-on-failure -L integration
+
+smoke: build guest
+	cd $(BUILD) && ctest --output-on-failure -L smoke
+
+run: build guest
+	@if [ -x guest/run-default.sh ]; then guest/run-default.sh $(BUILD); \
+	else echo "make run: no default guest yet"; exit 1; fi
+
+bench: build
+	@if [ -x tests/bench/run.sh ]; then tests/bench/run.sh $(BUILD); \
+	else echo "make bench: no benchmark yet"; exit 1; fi
+
+format:
+	git ls-files '*.cc' '*.h' '*.c' | xargs clang-format -i
+
+lint:
+	git ls-files '*.cc' '*.h' '*.c' | xargs clang-format --dry-run --Werror
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,68 @@
+// The asynchronous I/O backend interface of a disk: submit, get notified, reap.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <span>
+
+#include "common/result.h"
+
+namespace kindling::block {
+
+enum class BlockError {
+  kOpen,          // the image cannot be opened
+  kLocked,        // another process holds the image (write lock conflict)
+  kBadSize,       // size not a multiple of 512, or empty
+  kStat,          // cannot stat / probe the image
+  kEngineSetup,   // io_setup, eventfd, thread creation
+  kSubmit,        // a submission failed outright
+  kQueueFull,     // no room for another request (caller must reap first)
+  kUnknownEngine, // engine name not known
+};
+const char* to_string(BlockError e);
+using BlockErr = Error<BlockError>;
+
+// One finished request: the cookie given at submission and bytes transferred or -errno.
+// A read short at the end of the image has already been zero-filled and reports full length.
+struct Completion {
+  uint64_t cookie = 0;
+  int64_t result = 0;
+};
+
+// Counters an engine keeps for --stats and benchmarks.
+struct EngineStats {
+  uint64_t submit_calls = 0;  // kernel submissions (io_submit calls, or syscalls for sync)
+  uint64_t requests = 0;      // requests accepted
+  uint64_t bounced = 0;       // requests that went through an aligned bounce buffer
+};
+
+// An I/O engine over one open image. Single-threaded: one I/O thread drives it.
+// Offsets and lengths are multiples of 512; the engine handles the image's direct-I/O alignment
+// (bounce buffers, read-modify-write) itself. iovecs point into guest RAM and must stay valid
+// until the request completes.
+class IoEngine {
+ public:
+  virtual ~IoEngine() = default;
+  // Readable (epoll) when completions may be ready.
+  virtual int notifier_fd() const = 0;
+  // Queue a vectored read/write; sent to the kernel at the latest by the next flush_submissions().
+  virtual Result<void, BlockErr> read(uint64_t offset, std::span<const iovec> iov,
+                                      uint64_t cookie) = 0;
+  virtual Result<void, BlockErr> write(uint64_t offset, std::span<const iovec> iov,
+                                       uint64_t cookie) = 0;
+  // Make every write completed before this call stable (fdatasync semantics).
+  virtual Result<void, BlockErr> flush(uint64_t cookie) = 0;
+  // Hands queued requests to the kernel (one io_submit per batch where possible).
+  virtual Result<void, BlockErr> flush_submissions() = 0;
+  // Non-blocking: collects finished requests into `out`, returns how many.
+  virtual size_t reap(std::span<Completion> out) = 0;
+  // Requests accepted and not yet reaped.
+  virtual size_t in_flight() const = 0;
+  // Largest number of requests in flight / bytes in one request the engine takes.
+  virtual size_t max_in_flight() const = 0;
+  virtual uint64_t max_transfer_bytes() const = 0;
+  virtual EngineStats stats() const = 0;
+};
+
+}  // namespace kindling::block
