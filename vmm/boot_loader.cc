@@ -1,0 +1,191 @@
+#include "vmm/boot_loader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "vmm/boot_params.h"
+#include "vmm/bzimage.h"
+#include "vmm/elf_loader.h"
+#include "vmm/layout.h"
+#include "vmm/mptable.h"
+#include "vmm/x86_tables.h"
+
+namespace kindling::vmm {
+
+const char* to_string(BootError e) {
+  switch (e) {
+    case BootError::kOpen:
+      return "cannot open";
+    case BootError::kRead:
+      return "cannot read";
+    case BootError::kNotKernel:
+      return "not a kernel (expected a bzImage or an ELF64 vmlinux)";
+    case BootError::kUnsupported:
+      return "unsupported kernel";
+    case BootError::kTooLarge:
+      return "does not fit in guest RAM";
+    case BootError::kCmdlineTooLong:
+      return "kernel command line too long";
+    case BootError::kInitrd:
+      return "cannot place the initrd";
+    case BootError::kMemory:
+      return "guest memory cannot hold the boot layout";
+    case BootError::kBadSpec:
+      return "bad boot request";
+  }
+  return "boot error";
+}
+
+namespace {
+
+constexpr uint64_t kPageSize = 4096;
+
+// An open regular file and its size.
+struct OpenFile {
+  UniqueFd fd;
+  uint64_t size = 0;
+};
+
+// Opens `path` for reading; `who` names it in errors ("kernel /path").
+Result<OpenFile, BootErr> open_file(const std::string& path, const std::string& who) {
+  OpenFile f;
+  f.fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!f.fd) return fail_errno(BootError::kOpen, who);
+  struct stat st;
+  if (::fstat(f.fd.get(), &st) != 0) return fail_errno(BootError::kOpen, who);
+  if (!S_ISREG(st.st_mode)) return fail(BootError::kRead, 0, who + ": not a regular file");
+  f.size = static_cast<uint64_t>(st.st_size);
+  return f;
+}
+
+// Reads exactly out.size() bytes from the start of the file.
+Result<void, BootErr> read_all(const OpenFile& f, std::span<uint8_t> out, const std::string& who) {
+  uint64_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(f.fd.get(), out.data() + done, out.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail_errno(BootError::kRead, who);
+    if (n == 0) return fail(BootError::kRead, 0, who + ": file shrank while reading");
+    done += static_cast<uint64_t>(n);
+  }
+  return {};
+}
+
+// Reads the kernel file into host memory, refusing files larger than guest RAM.
+Result<std::vector<uint8_t>, BootErr> read_kernel(const GuestMemory& mem, const std::string& path,
+                                                  const std::string& who) {
+  auto f = open_file(path, who);
+  if (!f) return f.take_error();
+  if (f->size > mem.total_size()) {
+    return fail(BootError::kTooLarge, 0,
+                who + ": " + std::to_string(f->size) + " bytes, guest RAM is " +
+                    std::to_string(mem.total_size()));
+  }
+  std::vector<uint8_t> bytes(f->size);
+  if (auto r = read_all(*f, bytes, who); !r) return r.take_error();
+  return bytes;
+}
+
+Result<LoadedKernel, BootErr> load_image(const GuestMemory& mem, const std::string& path) {
+  const std::string who = "kernel " + path;
+  auto bytes = read_kernel(mem, path, who);
+  if (!bytes) return bytes.take_error();
+  if (looks_like_bzimage(*bytes)) return load_bzimage(mem, *bytes, path);
+  if (looks_like_elf(*bytes)) return load_elf(mem, *bytes, path);
+  return fail(BootError::kNotKernel, 0,
+              who + ": neither bzImage \"HdrS\" nor ELF magic (" + std::to_string(bytes->size()) +
+                  " bytes)");
+}
+
+Result<void, BootErr> write_cmdline(const GuestMemory& mem, const std::string& cmdline,
+                                    const setup_header& hdr) {
+  uint32_t max = max_cmdline_len(hdr);
+  if (cmdline.size() > max) {
+    return fail(BootError::kCmdlineTooLong, 0,
+                std::to_string(cmdline.size()) + " bytes, the kernel accepts at most " +
+                    std::to_string(max));
+  }
+  // c_str() includes the terminating NUL.
+  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(cmdline.c_str()),
+                                 cmdline.size() + 1);
+  if (auto r = mem.write(GuestAddress(layout::kCmdlineAddr), bytes); !r) {
+    return memory_error(r.error(), "command line");
+  }
+  return {};
+}
+
+// Loads the initrd page-aligned at the top of low RAM, below initrd_addr_max and above the
+// kernel; records where in args.initrd_addr/initrd_size.
+Result<void, BootErr> load_initrd(const GuestMemory& mem, const std::string& path,
+                                  const LoadedKernel& kernel, BootParamsArgs& args) {
+  const std::string who = "initrd " + path;
+  auto f = open_file(path, who);
+  if (!f) return f.take_error();
+  if (f->size == 0) return fail(BootError::kInitrd, 0, who + ": empty file");
+  if (f->size > mem.total_size()) {
+    return fail(BootError::kTooLarge, 0,
+                who + ": " + std::to_string(f->size) + " bytes, guest RAM is " +
+                    std::to_string(mem.total_size()));
+  }
+  uint64_t limit = std::min(initrd_limit(kernel.hdr), low_ram_end(mem));
+  uint64_t addr = limit >= f->size ? (limit - f->size) & ~(kPageSize - 1) : 0;
+  if (limit < f->size || addr < kernel.end) {
+    return fail(BootError::kInitrd, 0,
+                who + ": " + std::to_string(f->size) + " bytes do not fit between the kernel end " +
+                    hex(kernel.end) + " and " + hex(limit));
+  }
+  auto dst = mem.slice(GuestAddress(addr), f->size);
+  if (!dst) return memory_error(dst.error(), who);
+  if (auto r = read_all(*f, *dst, who); !r) return r.take_error();
+  args.initrd_addr = addr;
+  args.initrd_size = f->size;
+  return {};
+}
+
+}  // namespace
+
+Result<BootEntry, BootErr> load_kernel(const GuestMemory& mem, const BootSpec& spec) {
+  if (spec.vcpus == 0 || spec.vcpus > layout::kMaxVcpus) {
+    return fail(BootError::kBadSpec, 0,
+                std::to_string(spec.vcpus) + " vCPUs (must be 1.." +
+                    std::to_string(layout::kMaxVcpus) + ")");
+  }
+  if (low_ram_end(mem) <= layout::kHighMemStart) {
+    return fail(BootError::kMemory, 0,
+                "guest RAM must start at 0 and extend beyond 1 MiB (has " +
+                    std::to_string(mem.total_size()) + " bytes)");
+  }
+  auto kernel = load_image(mem, spec.kernel_path);
+  if (!kernel) return kernel.take_error();
+
+  BootParamsArgs args;
+  args.hdr = kernel->hdr;
+  args.cmdline_addr = layout::kCmdlineAddr;
+  if (auto r = write_cmdline(mem, spec.cmdline, kernel->hdr); !r) return r.take_error();
+  if (spec.initrd_path) {
+    if (auto r = load_initrd(mem, *spec.initrd_path, *kernel, args); !r) return r.take_error();
+  }
+  if (auto r = write_boot_params(mem, args); !r) return r.take_error();
+  if (auto r = write_mptable(mem, spec.vcpus); !r) return r.take_error();
+  if (auto r = write_gdt_idt(mem); !r) return r.take_error();
+  if (auto r = write_page_tables(mem); !r) return r.take_error();
+
+  BootEntry entry;
+  entry.rip = kernel->entry;
+  entry.rsi = layout::kZeroPageAddr;
+  entry.rsp = layout::kBootStackTop;
+  entry.cr3 = layout::kPml4Addr;
+  entry.gdt_base = layout::kGdtAddr;
+  entry.gdt_limit = kGdtLimit;
+  entry.idt_base = layout::kIdtAddr;
+  entry.idt_limit = kIdtLimit;
+  entry.code_selector = layout::kCodeSelector;
+  entry.data_selector = layout::kDataSelector;
+  return entry;
+}
+
+}  // namespace kindling::vmm
