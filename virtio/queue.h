@@ -30,6 +30,7 @@ enum class QueueError {
   kTooManyInFlight,        // more heads popped than the queue size without being pushed
   kChainTooLong,           // chain total >= 4 GiB
   kBadUsedHead,            // push() of a head that is not in flight
+  kHeadInFlight,           // the driver offered a head that is still in flight
 };
 const char* to_string(QueueError e);
 using QueueErr = Error<QueueError>;
@@ -86,11 +87,15 @@ class Queue {
   // caller must drain again).
   Result<bool, QueueErr> enable_notification(const GuestMemory& mem);
   // After one or more push()es: whether the driver wants an interrupt (EVENT_IDX used_event,
-  // or VRING_AVAIL_F_NO_INTERRUPT). Resets the "since last signal" tracking when true.
+  // or VRING_AVAIL_F_NO_INTERRUPT). Each call covers the used entries pushed since the last call.
   Result<bool, QueueErr> needs_interrupt(const GuestMemory& mem);
 
   // Chains popped and not yet pushed.
   uint16_t in_flight() const { return in_flight_; }
+  // Free-running index of the next avail ring entry pop() reads.
+  uint16_t last_avail_idx() const { return last_avail_; }
+  // Free-running used.idx as last published by push().
+  uint16_t used_idx() const { return next_used_; }
   // Back to the state after construction (not ready, indices 0, addresses 0).
   void reset();
 
@@ -106,6 +111,13 @@ class Queue {
   uint16_t signalled_used_ = 0;   // used.idx when the driver was last interrupted
   bool signalled_valid_ = false;  // false until the first interrupt decision
   uint16_t in_flight_ = 0;
+  std::vector<uint8_t> head_busy_;  // head_busy_[h] != 0 while chain h is in flight
 };
+
+// vring_need_event() of the virtio spec (2.7.7.2): true when moving an index from `old_idx` to
+// `new_idx` passes `event_idx`. All arithmetic is mod 2^16.
+constexpr bool need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old_idx) {
+  return static_cast<uint16_t>(new_idx - event_idx - 1) < static_cast<uint16_t>(new_idx - old_idx);
+}
 
 }  // namespace kindling::virtio
