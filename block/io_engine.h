@@ -4,21 +4,23 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <string_view>
 
 #include "common/result.h"
 
 namespace kindling::block {
 
 enum class BlockError {
-  kOpen,          // the image cannot be opened
-  kLocked,        // another process holds the image (write lock conflict)
-  kBadSize,       // size not a multiple of 512, or empty
-  kStat,          // cannot stat / probe the image
-  kEngineSetup,   // io_setup, eventfd, thread creation
-  kSubmit,        // a submission failed outright
-  kQueueFull,     // no room for another request (caller must reap first)
-  kUnknownEngine, // engine name not known
+  kOpen,           // the image cannot be opened
+  kLocked,         // another process holds the image (write lock conflict)
+  kBadSize,        // size not a multiple of 512, or empty
+  kStat,           // cannot stat / probe the image
+  kEngineSetup,    // io_setup, eventfd, thread creation
+  kSubmit,         // a submission failed outright
+  kQueueFull,      // no room for another request (caller must reap first)
+  kUnknownEngine,  // engine name not known
 };
 const char* to_string(BlockError e);
 using BlockErr = Error<BlockError>;
@@ -36,6 +38,10 @@ struct EngineStats {
   uint64_t requests = 0;      // requests accepted
   uint64_t bounced = 0;       // requests that went through an aligned bounce buffer
 };
+
+// The most bytes one request should carry: the bound for merging requests. A single larger
+// request is still accepted (a bounced one then allocates its bounce buffer outside the pool).
+inline constexpr uint64_t kMaxTransferBytes = uint64_t{1} << 20;
 
 // An I/O engine over one open image. Single-threaded: one I/O thread drives it.
 // Offsets and lengths are multiples of 512; the engine handles the image's direct-I/O alignment
@@ -59,10 +65,20 @@ class IoEngine {
   virtual size_t reap(std::span<Completion> out) = 0;
   // Requests accepted and not yet reaped.
   virtual size_t in_flight() const = 0;
-  // Largest number of requests in flight / bytes in one request the engine takes.
+  // Largest number of requests in flight / bytes in one request the engine wants
+  // (kMaxTransferBytes; see there).
   virtual size_t max_in_flight() const = 0;
   virtual uint64_t max_transfer_bytes() const = 0;
   virtual EngineStats stats() const = 0;
 };
+
+class RawImage;
+
+// Creates the engine called `name` ("libaio" or "sync") over `image`, which must outlive it.
+// `max_in_flight` bounds the requests accepted and not yet reaped (the io_context size).
+// Destroying an engine waits for the kernel operations in flight; reap until in_flight() is 0
+// first so that every request also completes.
+Result<std::unique_ptr<IoEngine>, BlockErr> make_engine(std::string_view name, RawImage& image,
+                                                        size_t max_in_flight);
 
 }  // namespace kindling::block

@@ -1,0 +1,117 @@
+// The libaio engine: batched io_submit of vectored reads/writes on the image, completions
+// signalled through one eventfd, FLUSH as IOCB_CMD_FDSYNC or on a helper thread.
+#pragma once
+
+#include <libaio.h>
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "block/aligned_io.h"
+#include "block/io_engine.h"
+#include "common/event_fd.h"
+
+namespace kindling::block {
+
+class RawImage;
+
+// Owns an io_context; io_destroy on destruction.
+class AioContext {
+ public:
+  AioContext() = default;
+  explicit AioContext(io_context_t ctx) : ctx_(ctx) {}
+  AioContext(AioContext&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
+  AioContext& operator=(AioContext&&) = delete;
+  ~AioContext();
+  io_context_t get() const { return ctx_; }
+
+ private:
+  io_context_t ctx_ = nullptr;
+};
+
+// Runs fdatasync off the I/O thread for kernels without IOCB_CMD_FDSYNC.
+class SyncHelper {
+ public:
+  // Completions are posted to `done` under the lock and announced on `notifier`.
+  SyncHelper(int fd, const EventFd& notifier);
+  ~SyncHelper();
+  // Queues a flush; its result comes back from take_done().
+  void post(uint64_t tag);
+  // Finished flushes as (tag, result) pairs; appended to `out`.
+  void take_done(std::vector<std::pair<uint64_t, int64_t>>& out);
+
+ private:
+  void run();
+
+  int fd_;
+  const EventFd& notifier_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<uint64_t> jobs_;
+  std::vector<std::pair<uint64_t, int64_t>> done_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after the state it uses exists
+};
+
+// The asynchronous engine. Single-threaded apart from the optional SyncHelper.
+class AioEngine final : public IoEngine, private OpSink {
+ public:
+  // `image` must outlive the engine. io_setup gets `max_in_flight` events. FLUSH uses
+  // IOCB_CMD_FDSYNC when the kernel takes it and `kernel_fdsync` allows it (tests pass false to
+  // exercise the helper thread).
+  static Result<std::unique_ptr<AioEngine>, BlockErr> create(RawImage& image, size_t max_in_flight,
+                                                             bool kernel_fdsync = true);
+  // Waits for the kernel operations in flight (their results are dropped).
+  ~AioEngine() override;
+
+  int notifier_fd() const override { return notifier_.fd(); }
+  Result<void, BlockErr> read(uint64_t offset, std::span<const iovec> iov,
+                              uint64_t cookie) override;
+  Result<void, BlockErr> write(uint64_t offset, std::span<const iovec> iov,
+                               uint64_t cookie) override;
+  Result<void, BlockErr> flush(uint64_t cookie) override;
+  Result<void, BlockErr> flush_submissions() override;
+  size_t reap(std::span<Completion> out) override;
+  size_t in_flight() const override { return io_.in_flight(); }
+  size_t max_in_flight() const override { return max_in_flight_; }
+  uint64_t max_transfer_bytes() const override { return kMaxTransferBytes; }
+  EngineStats stats() const override;
+
+  // Whether FLUSH goes to the kernel as IOCB_CMD_FDSYNC (else: the helper thread).
+  bool kernel_fdsync() const { return fdsync_; }
+
+ private:
+  AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight, bool fdsync);
+  void start(const KernelOp& op) override;
+  Result<void, BlockErr> submit(ReqKind kind, uint64_t offset, std::span<const iovec> iov,
+                                uint64_t cookie);
+  void submit_pending();
+  void reap_kernel();
+  void complete_op(iocb* cb, int64_t result);
+  void release(iocb* cb);
+
+  RawImage& image_;
+  EventFd notifier_;
+  AioContext ctx_;
+  size_t max_in_flight_;
+  bool fdsync_;
+  std::vector<iocb> iocbs_;     // two per request: a read-modify-write reads head and tail
+  std::vector<uint64_t> tags_;  // the request layer's tag of each iocb
+  std::vector<iocb*> free_iocbs_;
+  std::vector<iocb*> pending_;  // ring: prepared, not yet accepted by io_submit
+  size_t pending_head_ = 0;
+  size_t pending_count_ = 0;
+  std::vector<iocb*> batch_;                               // scratch for io_submit
+  std::vector<io_event> events_;                           // scratch for io_getevents
+  std::vector<std::pair<uint64_t, int64_t>> helper_done_;  // flushes done off-thread
+  size_t kernel_in_flight_ = 0;
+  uint64_t submit_calls_ = 0;
+  std::unique_ptr<SyncHelper> helper_;  // only without kernel FDSYNC
+  AlignedIo io_;
+};
+
+}  // namespace kindling::block

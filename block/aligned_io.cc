@@ -1,0 +1,328 @@
+#include "block/aligned_io.h"
+
+#include <limits.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "block/raw_image.h"
+
+namespace kindling::block {
+namespace {
+
+uint64_t round_down(uint64_t v, uint64_t a) {
+  return v & ~(a - 1);
+}
+uint64_t round_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
+
+// Copies `len` bytes of the iovecs (starting at their byte `skip`) into `dst`.
+void gather(uint8_t* dst, std::span<const iovec> iov, size_t len) {
+  for (const iovec& v : iov) {
+    if (len == 0) return;
+    size_t n = std::min(len, v.iov_len);
+    std::memcpy(dst, v.iov_base, n);
+    dst += n;
+    len -= n;
+  }
+}
+
+// Copies `len` bytes from `src` into the iovecs.
+void scatter(std::span<const iovec> iov, const uint8_t* src, size_t len) {
+  for (const iovec& v : iov) {
+    if (len == 0) return;
+    size_t n = std::min(len, v.iov_len);
+    std::memcpy(v.iov_base, src, n);
+    src += n;
+    len -= n;
+  }
+}
+
+// Zeroes the iovecs from byte `from` on.
+void zero_from(std::span<const iovec> iov, size_t from) {
+  for (const iovec& v : iov) {
+    if (from >= v.iov_len) {
+      from -= v.iov_len;
+      continue;
+    }
+    std::memset(static_cast<uint8_t*>(v.iov_base) + from, 0, v.iov_len - from);
+    from = 0;
+  }
+}
+
+bool overlaps(uint64_t a_lo, uint64_t a_hi, uint64_t b_lo, uint64_t b_hi) {
+  return a_lo < b_hi && b_lo < a_hi;
+}
+
+}  // namespace
+
+// One accepted request from submit() until its completion is queued.
+struct AlignedIo::Slot {
+  uint64_t cookie = 0;
+  ReqKind kind = ReqKind::kRead;
+  uint64_t offset = 0;  // guest range
+  uint64_t length = 0;
+  uint64_t lo = 0;  // range the kernel ops cover (widened to offset_align when bounced)
+  uint64_t hi = 0;
+  std::vector<iovec> guest;  // the caller's iovecs (their buffers stay the caller's)
+  AlignedBuffer bounce;
+  iovec bounce_iov[2]{};  // [0]: main op or head read, [1]: tail read
+  bool bounced = false;
+  bool rmw = false;  // a write widened to aligned head/tail blocks
+  bool active_write = false;
+  size_t active_pos = 0;  // index in active_writes_
+  int pending = 0;        // kernel ops outstanding
+  int64_t error = 0;      // first failure of the current phase
+};
+
+AlignedIo::AlignedIo(const RawImage& image, size_t max_in_flight, OpSink& sink)
+    : image_(image), sink_(sink), pool_(image.mem_align()) {
+  slots_.resize(max_in_flight);
+  free_slots_.reserve(max_in_flight);
+  for (size_t i = max_in_flight; i > 0; --i) free_slots_.push_back(static_cast<uint32_t>(i - 1));
+  active_writes_.reserve(max_in_flight);
+  waiting_.reserve(max_in_flight);
+  ready_.resize(max_in_flight);
+}
+
+AlignedIo::~AlignedIo() = default;
+
+Result<void, BlockErr> AlignedIo::submit(ReqKind kind, uint64_t offset, std::span<const iovec> iov,
+                                         uint64_t cookie) {
+  if (accepted_ >= slots_.size() || free_slots_.empty()) {
+    return fail(BlockError::kQueueFull, EAGAIN);
+  }
+  uint64_t length = 0;
+  for (const iovec& v : iov) length += v.iov_len;
+  if (kind != ReqKind::kFlush && offset + length < offset) {
+    return fail(BlockError::kSubmit, EINVAL, "offset + length overflows");
+  }
+  ++accepted_;
+  ++requests_;
+  if (kind == ReqKind::kWrite && image_.read_only()) {
+    push_ready(cookie, -EROFS);
+    return {};
+  }
+  if (kind != ReqKind::kFlush && length == 0) {
+    push_ready(cookie, 0);
+    return {};
+  }
+
+  uint32_t idx = free_slots_.back();
+  free_slots_.pop_back();
+  Slot& s = slots_[idx];
+  s.cookie = cookie;
+  s.kind = kind;
+  s.offset = offset;
+  s.length = length;
+  s.guest.assign(iov.begin(), iov.end());
+  s.pending = 0;
+  s.error = 0;
+  plan(s);
+  if (s.bounced) {
+    s.bounce = pool_.get(s.hi - s.lo);
+    if (!s.bounce) {
+      free_slots_.push_back(idx);
+      push_ready(cookie, -ENOMEM);
+      return {};
+    }
+    ++bounced_;
+  }
+  if (kind == ReqKind::kWrite && conflicts(s, waiting_.size())) {
+    waiting_.push_back(idx);
+    return {};
+  }
+  start_slot(idx);
+  return {};
+}
+
+// Decides whether the request can go straight from the caller's buffers.
+void AlignedIo::plan(Slot& s) {
+  s.lo = s.offset;
+  s.hi = s.offset + s.length;
+  s.bounced = false;
+  s.rmw = false;
+  if (s.kind == ReqKind::kFlush) return;
+  // More iovecs than one preadv/pwritev takes are gathered into one buffer, direct or not.
+  bool mem_ok = s.guest.size() <= IOV_MAX;
+  if (mem_ok && !image_.direct()) return;
+  const uint64_t oa = image_.offset_align();
+  const uint64_t ma = image_.mem_align();
+  bool range_ok = !image_.direct() || (s.offset % oa == 0 && s.length % oa == 0);
+  // GUEST: buffer addresses and lengths come from the guest; O_DIRECT checks each segment.
+  for (size_t i = 0; mem_ok && i < s.guest.size(); ++i) {
+    const iovec& v = s.guest[i];
+    if (reinterpret_cast<uintptr_t>(v.iov_base) % ma != 0 || v.iov_len % oa != 0) mem_ok = false;
+  }
+  if (range_ok && mem_ok) return;
+  s.bounced = true;
+  if (!image_.direct()) return;  // buffered: any offset and length go as they are
+  s.lo = round_down(s.offset, oa);
+  s.hi = round_up(s.offset + s.length, oa);
+  s.rmw = s.kind == ReqKind::kWrite && !range_ok;
+}
+
+// A request conflicts when it overlaps an active or earlier waiting write and either of the
+// two is a read-modify-write (which rewrites bytes outside its own range).
+bool AlignedIo::conflicts(const Slot& s, size_t waiting_before) const {
+  if (!s.rmw && active_rmw_ == 0 && waiting_before == 0) return false;
+  for (uint32_t i : active_writes_) {
+    const Slot& o = slots_[i];
+    if ((s.rmw || o.rmw) && overlaps(s.lo, s.hi, o.lo, o.hi)) return true;
+  }
+  for (size_t w = 0; w < waiting_before; ++w) {
+    const Slot& o = slots_[waiting_[w]];
+    // Anything overlapping a waiting write keeps its place behind it.
+    if (overlaps(s.lo, s.hi, o.lo, o.hi)) return true;
+  }
+  return false;
+}
+
+void AlignedIo::start_slot(uint32_t idx) {
+  Slot& s = slots_[idx];
+  if (s.kind == ReqKind::kWrite) {
+    s.active_write = true;
+    s.active_pos = active_writes_.size();
+    active_writes_.push_back(idx);
+    if (s.rmw) ++active_rmw_;
+  }
+  if (!s.rmw) {
+    start_main(idx);
+    return;
+  }
+  // Read the partial head and tail blocks first; the guest bytes go in between afterwards.
+  const uint64_t oa = image_.offset_align();
+  bool head = s.offset % oa != 0;
+  bool tail = (s.offset + s.length) % oa != 0;
+  uint64_t span = s.hi - s.lo;
+  if (head && tail && span == oa) tail = false;  // one block holds both ends
+  s.bounce_iov[0] = {s.bounce.data(), static_cast<size_t>(oa)};
+  s.bounce_iov[1] = {s.bounce.data() + span - oa, static_cast<size_t>(oa)};
+  s.pending = (head ? 1 : 0) + (tail ? 1 : 0);
+  if (head) start_op(idx, Part::kHead, KernelOp::Kind::kRead, s.lo, &s.bounce_iov[0], 1);
+  if (tail) start_op(idx, Part::kTail, KernelOp::Kind::kRead, s.hi - oa, &s.bounce_iov[1], 1);
+}
+
+void AlignedIo::start_main(uint32_t idx) {
+  Slot& s = slots_[idx];
+  s.pending = 1;
+  if (s.kind == ReqKind::kFlush) {
+    start_op(idx, Part::kMain, KernelOp::Kind::kSync, 0, nullptr, 0);
+    return;
+  }
+  auto kind = s.kind == ReqKind::kRead ? KernelOp::Kind::kRead : KernelOp::Kind::kWrite;
+  if (!s.bounced) {
+    start_op(idx, Part::kMain, kind, s.lo, s.guest.data(), static_cast<int>(s.guest.size()));
+    return;
+  }
+  if (s.kind == ReqKind::kWrite) gather(s.bounce.data() + (s.offset - s.lo), s.guest, s.length);
+  s.bounce_iov[0] = {s.bounce.data(), static_cast<size_t>(s.hi - s.lo)};
+  start_op(idx, Part::kMain, kind, s.lo, &s.bounce_iov[0], 1);
+}
+
+void AlignedIo::start_op(uint32_t idx, Part part, KernelOp::Kind kind, uint64_t offset,
+                         const iovec* iov, int iovcnt) {
+  KernelOp op;
+  op.kind = kind;
+  op.offset = offset;
+  op.iov = iov;
+  op.iovcnt = iovcnt;
+  op.tag = (uint64_t{idx} << 2) | static_cast<uint64_t>(part);
+  sink_.start(op);
+}
+
+void AlignedIo::complete(uint64_t tag, int64_t result) {
+  uint32_t idx = static_cast<uint32_t>(tag >> 2);
+  auto part = static_cast<Part>(tag & 3);
+  if (idx >= slots_.size()) return;
+  Slot& s = slots_[idx];
+  uint64_t expected = 0;
+  uint64_t op_offset = 0;
+  if (s.kind == ReqKind::kFlush) {
+    if (result > 0) result = 0;
+  } else {
+    expected = part == Part::kMain ? s.hi - s.lo : image_.offset_align();
+    op_offset = part == Part::kTail ? s.hi - image_.offset_align() : s.lo;
+  }
+  bool is_read = s.kind == ReqKind::kRead || part != Part::kMain;
+  if (result >= 0 && static_cast<uint64_t>(result) < expected) {
+    if (is_read && op_offset + static_cast<uint64_t>(result) >= image_.size_bytes()) {
+      // Short at the end of the image: the rest reads as zeroes.
+      const iovec* v = part == Part::kTail ? &s.bounce_iov[1] : &s.bounce_iov[0];
+      if (s.bounced)
+        zero_from({v, 1}, static_cast<size_t>(result));
+      else
+        zero_from(s.guest, static_cast<size_t>(result));
+    } else {
+      result = -EIO;  // a short write (or a short read inside the image)
+    }
+  }
+  if (result < 0 && s.error == 0) s.error = result;
+  if (--s.pending > 0) return;
+  if (s.error != 0) {
+    finish(idx, s.error);
+    return;
+  }
+  if (part != Part::kMain) {
+    start_main(idx);  // the head/tail blocks are in: write the whole widened range
+    return;
+  }
+  if (s.kind == ReqKind::kRead && s.bounced) {
+    scatter(s.guest, s.bounce.data() + (s.offset - s.lo), s.length);
+  }
+  finish(idx, s.kind == ReqKind::kFlush ? 0 : static_cast<int64_t>(s.length));
+}
+
+void AlignedIo::finish(uint32_t idx, int64_t result) {
+  Slot& s = slots_[idx];
+  if (s.bounce) pool_.put(std::move(s.bounce));
+  s.bounce = AlignedBuffer();
+  bool was_write = s.active_write;
+  if (was_write) remove_active(idx);
+  push_ready(s.cookie, result);
+  free_slots_.push_back(idx);
+  if (was_write && !waiting_.empty()) start_waiters();
+}
+
+void AlignedIo::remove_active(uint32_t idx) {
+  Slot& s = slots_[idx];
+  uint32_t last = active_writes_.back();
+  active_writes_[s.active_pos] = last;
+  slots_[last].active_pos = s.active_pos;
+  active_writes_.pop_back();
+  s.active_write = false;
+  if (s.rmw) --active_rmw_;
+}
+
+// Starts, in order, every waiting write that no longer overlaps anything ahead of it.
+void AlignedIo::start_waiters() {
+  size_t w = 0;
+  while (w < waiting_.size()) {
+    uint32_t idx = waiting_[w];
+    if (conflicts(slots_[idx], w)) {
+      ++w;
+      continue;
+    }
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(w));
+    start_slot(idx);
+  }
+}
+
+void AlignedIo::push_ready(uint64_t cookie, int64_t result) {
+  ready_[(ready_head_ + ready_count_) % ready_.size()] = Completion{cookie, result};
+  ++ready_count_;
+}
+
+size_t AlignedIo::take(std::span<Completion> out) {
+  size_t n = std::min(out.size(), ready_count_);
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = ready_[ready_head_];
+    ready_head_ = (ready_head_ + 1) % ready_.size();
+  }
+  ready_count_ -= n;
+  accepted_ -= n;
+  return n;
+}
+
+}  // namespace kindling::block
