@@ -1,0 +1,139 @@
+#include "devices/i8042.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "devices/ports.h"
+
+namespace kindling::devices {
+namespace {
+
+constexpr uint8_t kObf = 0x01;
+constexpr uint8_t kIbf = 0x02;
+constexpr uint8_t kAuxData = 0x20;
+
+class I8042Test : public ::testing::Test {
+ protected:
+  uint8_t status() { return in(kI8042CommandOffset); }
+  uint8_t data() { return in(kI8042DataOffset); }
+  uint8_t in(uint64_t off) {
+    uint8_t v = 0;
+    dev_.read(off, std::span<uint8_t>(&v, 1));
+    return v;
+  }
+  void command(uint8_t c) { dev_.write(kI8042CommandOffset, std::span<const uint8_t>(&c, 1)); }
+  void send(uint8_t d) { dev_.write(kI8042DataOffset, std::span<const uint8_t>(&d, 1)); }
+  // What Linux's i8042_command() does for a command with one reply byte.
+  uint8_t query(uint8_t c) {
+    EXPECT_FALSE(status() & kIbf);
+    command(c);
+    EXPECT_TRUE(status() & kObf);
+    return data();
+  }
+
+  int resets_ = 0;
+  int irqs_ = 0;
+  I8042 dev_{[this] { ++resets_; }, [this] { ++irqs_; }};
+};
+
+TEST_F(I8042Test, ResetCommandPulsesTheResetLine) {
+  // Linux reboot=k: wait for IBF clear, write 0xFE to 0x64.
+  EXPECT_FALSE(status() & kIbf);
+  command(0xFE);
+  EXPECT_EQ(resets_, 1);
+}
+
+TEST_F(I8042Test, OtherPulsesOnlyResetWhenLineZeroIsPulsed) {
+  command(0xFF);  // pulse nothing
+  command(0xFD);
+  EXPECT_EQ(resets_, 0);
+  command(0xF0);  // pulses every line, reset included
+  EXPECT_EQ(resets_, 1);
+}
+
+TEST_F(I8042Test, LinuxProbeSequence) {
+  // i8042_flush: nothing pending.
+  EXPECT_FALSE(status() & kObf);
+  EXPECT_NE(status(), 0xFF);
+  // Self test.
+  EXPECT_EQ(query(0xAA), 0x55);
+  EXPECT_FALSE(status() & kObf);
+  // Read the command byte, write it back with keyboard disabled, read it again.
+  uint8_t ctr = query(0x20);
+  command(0x60);
+  send(ctr | 0x10);
+  EXPECT_EQ(query(0x20), ctr | 0x10);
+  EXPECT_EQ(dev_.command_byte(), ctr | 0x10);
+  // Interface tests.
+  EXPECT_EQ(query(0xAB), 0x00);
+  EXPECT_EQ(query(0xA9), 0x00);
+  // Aux enable/disable toggles CTR bit 5.
+  command(0xA7);
+  EXPECT_TRUE(query(0x20) & 0x20);
+  command(0xA8);
+  EXPECT_FALSE(query(0x20) & 0x20);
+  // Keyboard enable clears bit 4.
+  command(0xAE);
+  EXPECT_FALSE(query(0x20) & 0x10);
+  EXPECT_EQ(resets_, 0);
+  EXPECT_EQ(irqs_, 0);  // controller replies are polled, not interrupts
+}
+
+TEST_F(I8042Test, AuxLoopbackIsMarkedAsAuxData) {
+  command(0xD3);
+  send(0x5A);
+  EXPECT_EQ(status() & (kObf | kAuxData), kObf | kAuxData);
+  EXPECT_EQ(data(), 0x5A);
+  EXPECT_FALSE(status() & kObf);
+}
+
+TEST_F(I8042Test, KeyboardCommandsAreAckedWithAnInterrupt) {
+  send(0xFF);  // keyboard reset
+  EXPECT_EQ(data(), 0xFA);
+  EXPECT_EQ(data(), 0xAA);
+  EXPECT_GE(irqs_, 1);
+  send(0xF2);  // identify
+  EXPECT_EQ(data(), 0xFA);
+  EXPECT_EQ(data(), 0xAB);
+  EXPECT_EQ(data(), 0x83);
+  send(0xEE);
+  EXPECT_EQ(data(), 0xEE);
+}
+
+TEST_F(I8042Test, NoKeyboardInterruptWhenDisabledInCommandByte) {
+  command(0x60);
+  send(0x00);
+  send(0xF4);
+  EXPECT_EQ(data(), 0xFA);
+  EXPECT_EQ(irqs_, 0);
+}
+
+TEST_F(I8042Test, OutputPortWriteWithResetBitClearResets) {
+  uint8_t outp = query(0xD0);
+  EXPECT_TRUE(outp & 0x01);
+  command(0xD1);
+  send(outp);  // reset line left high: nothing
+  EXPECT_EQ(resets_, 0);
+  command(0xD1);
+  send(outp & 0xFE);
+  EXPECT_EQ(resets_, 1);
+}
+
+TEST_F(I8042Test, CommandDataBitTracksTheLastWrite) {
+  command(0xAD);
+  EXPECT_TRUE(status() & 0x08);
+  send(0xF4);
+  EXPECT_FALSE(status() & 0x08);
+}
+
+TEST_F(I8042Test, GapPortsAreInert) {
+  EXPECT_EQ(in(1), 0xFF);
+  EXPECT_EQ(in(3), 0xFF);
+  uint8_t v = 0xFE;
+  dev_.write(2, std::span<const uint8_t>(&v, 1));
+  EXPECT_EQ(resets_, 0);
+}
+
+}  // namespace
+}  // namespace kindling::devices
