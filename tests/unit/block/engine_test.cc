@@ -1,0 +1,333 @@
+// One typed suite run against every I/O engine, checked against the image's shadow copy.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "block/aio_engine.h"
+#include "block/bounce_pool.h"
+#include "block/raw_image.h"
+#include "block/sync_engine.h"
+#include "tests/support/temp_image.h"
+
+namespace kindling::block {
+namespace {
+
+using test::ImageFs;
+using test::TempImage;
+
+struct SyncKind {
+  static auto make(RawImage& img, size_t n) { return SyncEngine::create(img, n); }
+};
+struct AioKind {
+  static auto make(RawImage& img, size_t n) { return AioEngine::create(img, n); }
+};
+// libaio with FLUSH forced onto the fdatasync helper thread.
+struct AioHelperFlushKind {
+  static auto make(RawImage& img, size_t n) { return AioEngine::create(img, n, false); }
+};
+
+// A buffer of `len` bytes whose data starts `misalign` bytes past a 4096 boundary.
+struct Buf {
+  Buf(size_t len, size_t misalign = 0) : mem(AlignedBuffer::allocate(len + 4096, 4096)), n(len) {
+    p = mem.data() + misalign;
+    std::memset(p, 0xAA, n);
+  }
+  iovec iov() const { return {p, n}; }
+  AlignedBuffer mem;
+  uint8_t* p;
+  size_t n;
+};
+
+template <typename Kind>
+class EngineTest : public testing::Test {
+ protected:
+  // Opens `t` and builds the engine; fails the test on error.
+  void open(TempImage& t, bool read_only = false, OpenOptions opts = {}, size_t depth = 64) {
+    auto img = RawImage::open(t.path(), read_only, opts);
+    ASSERT_TRUE(img) << img.error().message();
+    image_ = std::make_unique<RawImage>(std::move(*img));
+    auto e = Kind::make(*image_, depth);
+    ASSERT_TRUE(e) << e.error().message();
+    engine_ = std::move(*e);
+  }
+
+  // Submits the queue and collects `count` completions (waiting on the notifier, 10 s at most).
+  std::vector<Completion> wait(size_t count) {
+    EXPECT_TRUE(engine_->flush_submissions());
+    std::vector<Completion> got;
+    Completion buf[64];
+    for (int spins = 0; got.size() < count && spins < 1000; ++spins) {
+      pollfd p{engine_->notifier_fd(), POLLIN, 0};
+      if (::poll(&p, 1, 10000) <= 0) break;
+      size_t n = engine_->reap(buf);
+      got.insert(got.end(), buf, buf + n);
+    }
+    EXPECT_EQ(got.size(), count);
+    return got;
+  }
+
+  // One request to completion; returns its result.
+  int64_t read(uint64_t off, std::vector<iovec> iov) {
+    auto r = engine_->read(off, iov, 7);
+    if (!r) return -1000;
+    auto c = wait(1);
+    return c.size() == 1 && c[0].cookie == 7 ? c[0].result : -1000;
+  }
+  int64_t write(uint64_t off, std::vector<iovec> iov) {
+    auto r = engine_->write(off, iov, 8);
+    if (!r) return -1000;
+    auto c = wait(1);
+    return c.size() == 1 && c[0].cookie == 8 ? c[0].result : -1000;
+  }
+  int64_t flush() {
+    auto r = engine_->flush(9);
+    if (!r) return -1000;
+    auto c = wait(1);
+    return c.size() == 1 && c[0].cookie == 9 ? c[0].result : -1000;
+  }
+
+  std::unique_ptr<RawImage> image_;
+  std::unique_ptr<IoEngine> engine_;
+};
+
+using EngineKinds = testing::Types<SyncKind, AioKind, AioHelperFlushKind>;
+TYPED_TEST_SUITE(EngineTest, EngineKinds);
+
+constexpr uint64_t kImage = 1 << 20;
+
+TYPED_TEST(EngineTest, ReadsWhatTheImageHolds) {
+  TempImage t(kImage);
+  this->open(t);
+  Buf b(64 << 10);
+  ASSERT_EQ(this->read(128 << 10, {b.iov()}), 64 << 10);
+  EXPECT_EQ(std::memcmp(b.p, t.shadow().data() + (128 << 10), b.n), 0);
+}
+
+TYPED_TEST(EngineTest, WriteThenReadRoundTrips) {
+  TempImage t(kImage);
+  this->open(t);
+  Buf w(16 << 10);
+  test::fill_random(w.p, w.n, 42);
+  ASSERT_EQ(this->write(4096 * 7, {w.iov()}), 16 << 10);
+  t.shadow_write(4096 * 7, w.p, w.n);
+  Buf r(16 << 10);
+  ASSERT_EQ(this->read(4096 * 7, {r.iov()}), 16 << 10);
+  EXPECT_EQ(std::memcmp(r.p, w.p, w.n), 0);
+  EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+TYPED_TEST(EngineTest, VectoredIovecs) {
+  TempImage t(kImage);
+  this->open(t);
+  Buf a(4096), b(8192), c(4096);
+  test::fill_random(a.p, a.n, 1);
+  test::fill_random(b.p, b.n, 2);
+  test::fill_random(c.p, c.n, 3);
+  ASSERT_EQ(this->write(65536, {a.iov(), b.iov(), c.iov()}), 16384);
+  t.shadow_write(65536, a.p, a.n);
+  t.shadow_write(65536 + 4096, b.p, b.n);
+  t.shadow_write(65536 + 12288, c.p, c.n);
+  Buf x(8192), y(8192);
+  ASSERT_EQ(this->read(65536, {x.iov(), y.iov()}), 16384);
+  EXPECT_EQ(std::memcmp(x.p, t.shadow().data() + 65536, 8192), 0);
+  EXPECT_EQ(std::memcmp(y.p, t.shadow().data() + 65536 + 8192, 8192), 0);
+  EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+TYPED_TEST(EngineTest, ShortReadAtEndIsZeroFilled) {
+  TempImage t(kImage);
+  this->open(t);
+  Buf b(16384);
+  ASSERT_EQ(this->read(kImage - 4096, {b.iov()}), 16384);
+  EXPECT_EQ(std::memcmp(b.p, t.shadow().data() + kImage - 4096, 4096), 0);
+  EXPECT_EQ(std::count(b.p + 4096, b.p + b.n, 0), 12288);
+}
+
+TYPED_TEST(EngineTest, ShortReadThroughBounceIsZeroFilled) {
+  TempImage t(kImage);
+  this->open(t);
+  Buf b(8192, 3);  // misaligned: goes through a bounce buffer when direct
+  ASSERT_EQ(this->read(kImage - 512, {b.iov()}), 8192);
+  EXPECT_EQ(std::memcmp(b.p, t.shadow().data() + kImage - 512, 512), 0);
+  EXPECT_EQ(std::count(b.p + 512, b.p + b.n, 0), 8192 - 512);
+}
+
+TYPED_TEST(EngineTest, FlushCompletes) {
+  TempImage t(kImage);
+  this->open(t);
+  Buf w(4096);
+  ASSERT_EQ(this->write(0, {w.iov()}), 4096);
+  EXPECT_EQ(this->flush(), 0);
+}
+
+TYPED_TEST(EngineTest, FlushOnReadOnlyImageCompletes) {
+  TempImage t(kImage);
+  this->open(t, true);
+  EXPECT_EQ(this->flush(), 0);
+}
+
+TYPED_TEST(EngineTest, ManyInFlightUpToTheCapThenQueueFull) {
+  TempImage t(kImage);
+  this->open(t, false, {}, 32);
+  ASSERT_EQ(this->engine_->max_in_flight(), 32u);
+  std::vector<Buf> bufs;
+  for (int i = 0; i < 32; ++i) bufs.emplace_back(4096);
+  for (uint64_t i = 0; i < 32; ++i) {
+    iovec v = bufs[i].iov();
+    ASSERT_TRUE(this->engine_->read(i * 8192, {&v, 1}, 100 + i));
+  }
+  EXPECT_EQ(this->engine_->in_flight(), 32u);
+  iovec v = bufs[0].iov();
+  auto full = this->engine_->read(0, {&v, 1}, 999);
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, BlockError::kQueueFull);
+  auto done = this->wait(32);
+  std::vector<bool> seen(32);
+  for (const Completion& c : done) {
+    ASSERT_GE(c.cookie, 100u);
+    ASSERT_LT(c.cookie, 132u);
+    EXPECT_EQ(c.result, 4096);
+    seen[c.cookie - 100] = true;
+  }
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), true), 32);
+  for (uint64_t i = 0; i < 32; ++i) {
+    EXPECT_EQ(std::memcmp(bufs[i].p, t.shadow().data() + i * 8192, 4096), 0) << i;
+  }
+  EXPECT_EQ(this->engine_->in_flight(), 0u);
+  EXPECT_TRUE(this->engine_->read(0, {&v, 1}, 1000));  // room again
+  EXPECT_EQ(this->wait(1).size(), 1u);
+}
+
+TYPED_TEST(EngineTest, AlignedRequestsGoWithoutBounce) {
+  TempImage t(kImage);
+  this->open(t);
+  ASSERT_TRUE(this->image_->direct());
+  Buf b(8192);
+  ASSERT_EQ(this->read(4096, {b.iov()}), 8192);
+  ASSERT_EQ(this->write(4096, {b.iov()}), 8192);
+  EXPECT_EQ(this->engine_->stats().bounced, 0u);
+  EXPECT_EQ(this->engine_->stats().requests, 2u);
+}
+
+TYPED_TEST(EngineTest, UnalignedBuffersBounceAndStayCorrect) {
+  TempImage t(kImage);
+  this->open(t);
+  ASSERT_TRUE(this->image_->direct());
+  Buf w1(4096, 1), w2(4096, 7);  // odd addresses: never aligned for O_DIRECT
+  test::fill_random(w1.p, w1.n, 5);
+  test::fill_random(w2.p, w2.n, 6);
+  ASSERT_EQ(this->write(8192, {w1.iov(), w2.iov()}), 8192);
+  t.shadow_write(8192, w1.p, 4096);
+  t.shadow_write(8192 + 4096, w2.p, 4096);
+  Buf r(8192, 5);
+  ASSERT_EQ(this->read(8192, {r.iov()}), 8192);
+  EXPECT_EQ(std::memcmp(r.p, t.shadow().data() + 8192, 8192), 0);
+  EXPECT_EQ(this->engine_->stats().bounced, 2u);
+  EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+TYPED_TEST(EngineTest, SmallIoOnA4096AlignedImage) {
+  TempImage t(kImage);
+  this->open(t, false, OpenOptions{.force_offset_align = 4096});
+  ASSERT_EQ(this->image_->offset_align(), 4096u);
+  // 512-byte writes at odd sectors, one spanning a 4096 boundary: read-modify-write.
+  for (uint64_t sector : {1u, 7u, 9u, 15u, 200u}) {
+    Buf w(1024);
+    test::fill_random(w.p, w.n, sector);
+    ASSERT_EQ(this->write(sector * 512, {w.iov()}), 1024) << sector;
+    t.shadow_write(sector * 512, w.p, w.n);
+  }
+  for (uint64_t sector : {0u, 1u, 7u, 8u, 15u, 201u}) {
+    Buf r(512);
+    ASSERT_EQ(this->read(sector * 512, {r.iov()}), 512);
+    EXPECT_EQ(std::memcmp(r.p, t.shadow().data() + sector * 512, 512), 0) << sector;
+  }
+  EXPECT_GE(this->engine_->stats().bounced, 11u);
+  EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+// Unaligned writes overlapping in the same 4096 blocks, all in flight at once: each must see
+// the previous one's result (read-modify-write serialized), so the last one wins.
+TYPED_TEST(EngineTest, OverlappingUnalignedWritesEndWithTheLaterData) {
+  TempImage t(kImage);
+  this->open(t, false, OpenOptions{.force_offset_align = 4096});
+  std::mt19937_64 rng(11);
+  std::vector<Buf> bufs;
+  constexpr int kWrites = 48;
+  bufs.reserve(kWrites);
+  for (int i = 0; i < kWrites; ++i) {
+    uint64_t sector = 1 + 2 * (rng() % 12);  // odd sectors in the first 3 blocks: always RMW
+    size_t len = 512 * (1 + rng() % 6);
+    bufs.emplace_back(len, i % 2 ? 0 : 3);
+    test::fill_random(bufs.back().p, len, 1000 + i);
+    iovec v = bufs.back().iov();
+    ASSERT_TRUE(this->engine_->write(sector * 512, {&v, 1}, i));
+    t.shadow_write(sector * 512, bufs.back().p, len);
+  }
+  auto done = this->wait(kWrites);
+  for (const Completion& c : done) EXPECT_EQ(c.result, static_cast<int64_t>(bufs[c.cookie].n));
+  EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+TYPED_TEST(EngineTest, WriteToReadOnlyImageFails) {
+  TempImage t(kImage);
+  this->open(t, true);
+  Buf w(4096);
+  EXPECT_LT(this->write(0, {w.iov()}), 0);
+  Buf r(4096);
+  EXPECT_EQ(this->read(0, {r.iov()}), 4096);
+  EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+// Fault injection: the image's fd is replaced by one opened read-only, so the kernel refuses
+// writes (EBADF) while reads still work.
+TYPED_TEST(EngineTest, KernelErrorsBecomeNegativeResults) {
+  TempImage t(kImage);
+  this->open(t);
+  int ro = ::open(t.path().c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(ro, 0);
+  ASSERT_EQ(::dup2(ro, this->image_->fd()), this->image_->fd());
+  ::close(ro);
+  Buf w(4096);
+  EXPECT_EQ(this->write(0, {w.iov()}), -EBADF);
+  Buf u(512, 1);  // bounced too
+  EXPECT_EQ(this->write(512, {u.iov()}), -EBADF);
+  Buf r(4096);
+  EXPECT_EQ(this->read(0, {r.iov()}), 4096);
+  EXPECT_EQ(std::memcmp(r.p, t.shadow().data(), 4096), 0);
+}
+
+// The page-cache path: no alignment, so even misaligned buffers and offsets go as they are.
+TYPED_TEST(EngineTest, BufferedImageWorks) {
+  TempImage t(kImage, ImageFs::kTmpfs);
+  this->open(t, false, OpenOptions{.allow_direct = false});
+  ASSERT_FALSE(this->image_->direct());
+  Buf w(1536, 3);
+  test::fill_random(w.p, w.n, 77);
+  ASSERT_EQ(this->write(512, {w.iov()}), 1536);
+  t.shadow_write(512, w.p, w.n);
+  Buf r(4096, 1);
+  ASSERT_EQ(this->read(0, {r.iov()}), 4096);
+  EXPECT_EQ(std::memcmp(r.p, t.shadow().data(), 4096), 0);
+  Buf e(8192);
+  ASSERT_EQ(this->read(kImage - 512, {e.iov()}), 8192);
+  EXPECT_EQ(std::count(e.p + 512, e.p + e.n, 0), 8192 - 512);
+  EXPECT_EQ(this->engine_->stats().bounced, 0u);
+  EXPECT_EQ(this->flush(), 0);
+  EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+TYPED_TEST(EngineTest, ZeroLengthRequestCompletes) {
+  TempImage t(kImage);
+  this->open(t);
+  EXPECT_EQ(this->read(0, {}), 0);
+}
+
+}  // namespace
+}  // namespace kindling::block
