@@ -1,0 +1,38 @@
+/* The test guest: kindling boots it like an ELF kernel (64-bit entry, RSI = boot_params) and
+ * `test=<name>` on the command line picks what it does; the result leaves through the exit
+ * port. With no `test=`, it runs `hello`. */
+#include <asm/bootparam.h>
+
+#include "idt.h"
+#include "io.h"
+#include "libc.h"
+#include "platform.h"
+#include "tests.h"
+#include "uart.h"
+
+void kmain(const struct boot_params* bp);
+
+__attribute__((noreturn)) void platform_exit(uint8_t code) {
+  outb(KINDLING_EXIT_PORT, code);
+  halt_forever();
+}
+
+void kmain(const struct boot_params* bp) {
+  static struct tg_context ctx;
+  uart_init();
+  idt_init();
+  /* GUEST: boot_params and the command line are what the VMM wrote. */
+  ctx.cmdline = bp->hdr.cmd_line_ptr ? (const char*)(uintptr_t)bp->hdr.cmd_line_ptr : "";
+  mp_read(&ctx.mp);
+
+  char name[32] = "hello";
+  cmdline_get(ctx.cmdline, "test", name, sizeof(name));
+  const struct tg_test* t = tg_find_test(name);
+  if (!t) {
+    printf("testguest: unknown test '%s'; tests:\n", name);
+    tg_list_tests();
+    platform_exit(TG_UNKNOWN_TEST);
+  }
+  int rc = t->run(&ctx);
+  platform_exit((uint8_t)rc);
+}
