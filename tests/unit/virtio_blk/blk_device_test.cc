@@ -1,0 +1,334 @@
+// The virtio-blk device through its I/O thread, over each real engine, driven by BlkDriver.
+#include "virtio/blk_device.h"
+
+#include <gtest/gtest.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#define VIRTIO_RING_NO_LEGACY
+#include <linux/virtio_ring.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/temp_image.h"
+#include "tests/unit/virtio_blk/blk_driver.h"
+#include "tests/unit/virtio_blk/fake_engine.h"
+
+namespace kindling::virtio {
+namespace {
+
+using test::BlkDone;
+using test::BlkDriver;
+using test::ChainBuffer;
+using test::TempImage;
+
+constexpr uint64_t kImageBytes = 4 << 20;
+
+// Options with a few fields changed.
+template <typename F>
+BlockOptions opt(F change) {
+  BlockOptions o;
+  change(o);
+  return o;
+}
+
+class BlkDeviceTest : public testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { image_ = std::make_unique<TempImage>(kImageBytes); }
+
+  std::unique_ptr<BlockDevice> open(BlockOptions o = {}) {
+    o.path = image_->path();
+    o.engine = GetParam();
+    auto d = BlockDevice::open(o);
+    EXPECT_TRUE(d) << d.error().message();
+    return d ? std::move(*d) : nullptr;
+  }
+
+  // Runs one request alone and returns how it finished.
+  BlkDone one(BlkDriver& drv, uint32_t type, uint64_t sector, uint32_t len, unsigned segs = 1) {
+    EXPECT_TRUE(drv.add(0, type, sector, len, segs));
+    drv.kick();
+    auto done = drv.wait_for(1);
+    EXPECT_EQ(done.size(), 1u);
+    return done.empty() ? BlkDone{} : done[0];
+  }
+
+  std::unique_ptr<TempImage> image_;
+};
+
+TEST_P(BlkDeviceTest, FeaturesAndConfig) {
+  auto dev = open(opt([](BlockOptions& o) {
+    o.serial = "s";
+    o.queue_size = 128;
+  }));
+  ASSERT_TRUE(dev);
+  EXPECT_EQ(dev->device_type(), uint32_t{VIRTIO_ID_BLOCK});
+  EXPECT_EQ(dev->queue_max_size(), 128);
+  uint64_t f = dev->device_features();
+  for (unsigned b : {VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+                     VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH}) {
+    EXPECT_TRUE(f & (uint64_t{1} << b)) << "feature bit " << b;
+  }
+  EXPECT_FALSE(f & (uint64_t{1} << VIRTIO_BLK_F_RO));
+  uint8_t cap[8];
+  dev->read_config(0, cap);
+  uint64_t capacity;
+  std::memcpy(&capacity, cap, 8);
+  EXPECT_EQ(capacity, kImageBytes / 512);
+  uint8_t seg[4];
+  dev->read_config(offsetof(virtio_blk_config, seg_max), seg);
+  EXPECT_EQ(seg[0], 126);  // queue size - 2
+  uint32_t blk;
+  dev->read_config(offsetof(virtio_blk_config, blk_size),
+                   std::span<uint8_t>(reinterpret_cast<uint8_t*>(&blk), 4));
+  EXPECT_GE(blk, 512u);
+  EXPECT_EQ(blk & (blk - 1), 0u);
+  uint8_t past[4] = {1, 2, 3, 4};
+  dev->read_config(0x200, past);
+  EXPECT_EQ(past[0] | past[1] | past[2] | past[3], 0);
+}
+
+TEST_P(BlkDeviceTest, ReadsTheImage) {
+  auto dev = open();
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  for (unsigned segs : {1u, 3u}) {
+    BlkDone d = one(drv, VIRTIO_BLK_T_IN, 24, 12288, segs);
+    EXPECT_EQ(d.status, VIRTIO_BLK_S_OK);
+    EXPECT_EQ(d.used_len, 12289u);
+    EXPECT_EQ(0, std::memcmp(drv.data(0).data(), image_->shadow().data() + 24 * 512, 12288));
+  }
+}
+
+TEST_P(BlkDeviceTest, WritesReachTheFile) {
+  auto dev = open();
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  test::fill_random(drv.data(0).data(), 8192, 77);
+  BlkDone d = one(drv, VIRTIO_BLK_T_OUT, 100, 8192, 2);
+  EXPECT_EQ(d.status, VIRTIO_BLK_S_OK);
+  EXPECT_EQ(d.used_len, 1u);
+  image_->shadow_write(100 * 512, drv.data(0).data(), 8192);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_FLUSH, 0, 0).status, VIRTIO_BLK_S_OK);
+  drv.reset();
+  EXPECT_TRUE(image_->read_back() == image_->shadow());
+}
+
+TEST_P(BlkDeviceTest, ErrorsAndGetId) {
+  auto dev = open(opt([](BlockOptions& o) { o.serial = "disk-serial-1"; }));
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_IN, kImageBytes / 512 - 1, 1024).status, VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_OUT, kImageBytes / 512, 512).status, VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(one(drv, 11 /* DISCARD */, 0, 512).status, VIRTIO_BLK_S_UNSUPP);
+  BlkDone id = one(drv, VIRTIO_BLK_T_GET_ID, 0, 20);
+  EXPECT_EQ(id.status, VIRTIO_BLK_S_OK);
+  EXPECT_EQ(id.used_len, 21u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(drv.data(0).data())), "disk-serial-1");
+  drv.reset();
+  BlockStats s = dev->stats();
+  EXPECT_EQ(s.errors, 2u);
+  EXPECT_EQ(s.unsupported, 1u);
+  EXPECT_EQ(s.get_ids, 1u);
+  EXPECT_TRUE(image_->read_back() == image_->shadow());
+}
+
+TEST_P(BlkDeviceTest, ReadOnlyRefusesWrites) {
+  auto dev = open(opt([](BlockOptions& o) { o.read_only = true; }));
+  ASSERT_TRUE(dev);
+  EXPECT_TRUE(dev->device_features() & (uint64_t{1} << VIRTIO_BLK_F_RO));
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  std::memset(drv.data(0).data(), 0x5A, 4096);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_OUT, 0, 4096).status, VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_IN, 0, 4096).status, VIRTIO_BLK_S_OK);
+  EXPECT_EQ(0, std::memcmp(drv.data(0).data(), image_->shadow().data(), 4096));
+  drv.reset();
+  EXPECT_TRUE(image_->read_back() == image_->shadow()) << "nothing written";
+}
+
+TEST_P(BlkDeviceTest, MergesOneBatchOfContiguousReads) {
+  auto dev = open();
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  // 32 contiguous 4 KiB reads in reverse order, one publish, one kick: one engine request.
+  for (uint16_t t = 0; t < 32; ++t) ASSERT_TRUE(drv.add(t, VIRTIO_BLK_T_IN, (31 - t) * 8, 4096));
+  drv.kick();
+  auto done = drv.wait_for(32);
+  ASSERT_EQ(done.size(), 32u);
+  for (const BlkDone& d : done) {
+    EXPECT_EQ(d.status, VIRTIO_BLK_S_OK);
+    EXPECT_EQ(d.used_len, 4097u);
+    EXPECT_EQ(0, std::memcmp(drv.data(d.tag).data(), image_->shadow().data() + (31 - d.tag) * 4096,
+                             4096));
+  }
+  drv.reset();
+  BlockStats s = dev->stats();
+  EXPECT_EQ(s.merged_groups, 1u);
+  EXPECT_EQ(s.merged_requests, 32u);
+  EXPECT_EQ(s.reads, 32u);
+  EXPECT_EQ(s.bytes_read, 32u * 4096);
+}
+
+TEST_P(BlkDeviceTest, NoMergeWhenOff) {
+  auto dev = open(opt([](BlockOptions& o) { o.merge = false; }));
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  for (uint16_t t = 0; t < 16; ++t) ASSERT_TRUE(drv.add(t, VIRTIO_BLK_T_IN, t * 8, 4096));
+  drv.kick();
+  ASSERT_EQ(drv.wait_for(16).size(), 16u);
+  drv.reset();
+  EXPECT_EQ(dev->stats().merged_groups, 0u);
+  EXPECT_EQ(dev->stats().submissions, 16u);
+}
+
+TEST_P(BlkDeviceTest, EventIdxSuppressesInterrupts) {
+  auto dev = open();
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  // The driver does not move used_event: after the first interrupt, no more are wanted.
+  drv.mock().set_used_event(0);
+  ASSERT_TRUE(drv.add(0, VIRTIO_BLK_T_IN, 0, 4096));
+  drv.kick();
+  std::vector<BlkDone> done;
+  for (int i = 0; i < 500 && done.empty(); ++i) {
+    drv.collect(done);
+    if (done.empty()) usleep(1000);
+  }
+  ASSERT_EQ(done.size(), 1u);
+  uint64_t irqs = drv.irq().used.load();
+  EXPECT_EQ(irqs, 1u) << "used.idx 0 -> 1 crosses used_event 0";
+  for (uint16_t round = 0; round < 5; ++round) {
+    done.clear();
+    ASSERT_TRUE(drv.add(1, VIRTIO_BLK_T_IN, 8, 4096));
+    drv.kick();
+    for (int i = 0; i < 500 && done.empty(); ++i) {
+      drv.collect(done);
+      if (done.empty()) usleep(1000);
+    }
+    ASSERT_EQ(done.size(), 1u);
+  }
+  EXPECT_EQ(drv.irq().used.load(), irqs) << "used_event stayed behind: no interrupt";
+  // Asking again (used_event = what the driver has seen) brings the next one.
+  EXPECT_FALSE(drv.mock().enable_interrupts());
+  done = {};
+  ASSERT_TRUE(drv.add(2, VIRTIO_BLK_T_IN, 16, 4096));
+  drv.kick();
+  done = drv.wait_for(1);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(drv.irq().used.load(), irqs + 1);
+}
+
+TEST_P(BlkDeviceTest, IndirectChains) {
+  auto dev = open();
+  BlkDriver::Options indirect;
+  indirect.indirect = true;
+  BlkDriver drv(indirect);
+  ASSERT_TRUE(drv.activate(*dev));
+  BlkDone d = one(drv, VIRTIO_BLK_T_IN, 0, 16384, 4);
+  EXPECT_EQ(d.status, VIRTIO_BLK_S_OK);
+  EXPECT_EQ(0, std::memcmp(drv.data(0).data(), image_->shadow().data(), 16384));
+}
+
+TEST_P(BlkDeviceTest, BrokenChainNeedsReset) {
+  auto dev = open();
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  // A header and no writable byte: the device cannot answer.
+  ChainBuffer only_header[] = {{drv.header_addr(0), 16, false}};
+  ASSERT_TRUE(drv.add_raw(0, only_header));
+  drv.kick();
+  for (int i = 0; i < 2000 && !drv.irq().needs_reset.load(); ++i) usleep(1000);
+  EXPECT_TRUE(drv.irq().needs_reset.load());
+  drv.reset();
+}
+
+TEST_P(BlkDeviceTest, BadRingNeedsReset) {
+  auto dev = open();
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  drv.mock().offer(9999);  // a head outside the queue
+  drv.kick();
+  (void)drv.notify().signal();
+  for (int i = 0; i < 2000 && !drv.irq().needs_reset.load(); ++i) usleep(1000);
+  EXPECT_TRUE(drv.irq().needs_reset.load());
+}
+
+TEST_P(BlkDeviceTest, ResetDuringIoAndReactivate) {
+  auto dev = open();
+  {
+    BlkDriver drv({});
+    ASSERT_TRUE(drv.activate(*dev));
+    for (uint16_t t = 0; t < 64; ++t) {
+      ASSERT_TRUE(drv.add(t, t % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, t * 256, 65536));
+    }
+    drv.kick();
+    drv.reset();  // must return with every in-flight request finished, thread joined
+    EXPECT_FALSE(dev->active());
+  }
+  BlkDriver drv2({});
+  ASSERT_TRUE(drv2.activate(*dev));
+  BlkDone d = one(drv2, VIRTIO_BLK_T_GET_ID, 0, 20);
+  EXPECT_EQ(d.status, VIRTIO_BLK_S_OK);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, BlkDeviceTest, testing::Values("sync", "libaio"),
+                         [](const auto& info) { return info.param; });
+
+// The device over a fake engine with room for two requests: popping pauses while the engine is
+// full and resumes from the completion path, without losing a request.
+TEST(BlkDeviceFakeEngine, FullEngineStallsAndResumes) {
+  auto engine = std::make_unique<test::FakeEngine>(2);
+  test::FakeEngine* fake = engine.get();
+  auto dev = BlockDevice::create_with_engine(opt([](BlockOptions& o) { o.merge = false; }), 1 << 20,
+                                             512, std::move(engine));
+  ASSERT_TRUE(dev);
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(**dev));
+  for (uint16_t t = 0; t < 6; ++t) ASSERT_TRUE(drv.add(t, VIRTIO_BLK_T_IN, t * 8, 4096));
+  drv.kick();
+  auto wait_submitted = [&](size_t n) {
+    for (int i = 0; i < 2000 && fake->submitted() < n; ++i) usleep(1000);
+    return fake->submitted();
+  };
+  ASSERT_EQ(wait_submitted(2), 2u);
+  usleep(20000);
+  EXPECT_EQ(fake->submitted(), 2u) << "nothing beyond the engine's room";
+  for (size_t i = 0; i < 6; ++i) {
+    ASSERT_GT(wait_submitted(i + 1), i);
+    fake->complete(i);
+  }
+  auto done = drv.wait_for(6);
+  ASSERT_EQ(done.size(), 6u);
+  for (const BlkDone& d : done) EXPECT_EQ(d.status, VIRTIO_BLK_S_OK);
+  drv.reset();
+  EXPECT_EQ((*dev)->stats().reads, 6u);
+}
+
+// A failing engine: every submission error becomes IOERR for the guest.
+TEST(BlkDeviceFakeEngine, EngineErrorBecomesIoerr) {
+  auto engine = std::make_unique<test::FakeEngine>(8);
+  test::FakeEngine* fake = engine.get();
+  auto dev = BlockDevice::create_with_engine({}, 1 << 20, 512, std::move(engine));
+  ASSERT_TRUE(dev);
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(**dev));
+  ASSERT_TRUE(drv.add(0, VIRTIO_BLK_T_IN, 0, 4096));
+  ASSERT_TRUE(drv.add(1, VIRTIO_BLK_T_IN, 8, 4096));
+  drv.kick();
+  for (int i = 0; i < 2000 && fake->submitted() < 1; ++i) usleep(1000);
+  ASSERT_EQ(fake->submitted(), 1u) << "merged into one engine request";
+  fake->complete(0, -EIO);
+  auto done = drv.wait_for(2);
+  ASSERT_EQ(done.size(), 2u);
+  for (const BlkDone& d : done) {
+    EXPECT_EQ(d.status, VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(d.used_len, 1u);
+  }
+}
+
+}  // namespace
+}  // namespace kindling::virtio

@@ -1,0 +1,378 @@
+#include "virtio/blk_device.h"
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#define VIRTIO_RING_NO_LEGACY  // its legacy vring_init() is not valid C++
+#include <linux/virtio_ring.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace kindling::virtio {
+
+const char* to_string(BlockDeviceError e) {
+  switch (e) {
+    case BlockDeviceError::kBadOptions:
+      return "bad block device options";
+    case BlockDeviceError::kImage:
+      return "cannot open the disk image";
+    case BlockDeviceError::kEngine:
+      return "cannot create the I/O engine";
+    case BlockDeviceError::kThread:
+      return "cannot start the block I/O thread";
+  }
+  return "block device error";
+}
+
+namespace {
+
+enum : uint32_t { kTagStop = 1, kTagNotify = 2, kTagEngine = 3 };
+
+uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+constexpr uint64_t bit(unsigned n) {
+  return uint64_t{1} << n;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- construction
+
+Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::open(
+    const BlockOptions& options) {
+  auto image = block::RawImage::open(options.path, options.read_only);
+  if (!image) {
+    const auto& e = image.error();
+    return fail(BlockDeviceError::kImage, e.sys_errno, e.message());
+  }
+  return create(options, std::move(*image));
+}
+
+Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create(
+    const BlockOptions& options, block::RawImage image) {
+  // The engine keeps a reference to the image: give the image its final address first.
+  auto owned = std::make_unique<block::RawImage>(std::move(image));
+  auto engine = block::make_engine(options.engine, *owned, options.queue_size);
+  if (!engine) {
+    const auto& e = engine.error();
+    return fail(BlockDeviceError::kEngine, e.sys_errno, e.message());
+  }
+  BlockOptions opts = options;
+  opts.read_only = options.read_only || owned->read_only();
+  auto made = create_with_engine(opts, owned->size_bytes(), owned->offset_align(),
+                                 std::move(*engine), owned->device_id(), owned->inode());
+  if (!made) return made.take_error();
+  (*made)->image_ = std::move(owned);
+  return made;
+}
+
+Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_engine(
+    const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
+    std::unique_ptr<block::IoEngine> engine, uint64_t dev, uint64_t ino) {
+  if (options.queue_size < 4 || options.queue_size > 32768 ||
+      !std::has_single_bit(options.queue_size)) {
+    return fail(BlockDeviceError::kBadOptions, 0,
+                "queue size " + std::to_string(options.queue_size) +
+                    " (want a power of two in [4, 32768])");
+  }
+  if (!std::has_single_bit(blk_size) || blk_size < kSectorSize) {
+    return fail(BlockDeviceError::kBadOptions, 0, "block size " + std::to_string(blk_size));
+  }
+  if (!engine) return fail(BlockDeviceError::kEngine, 0, "no engine");
+  return std::unique_ptr<BlockDevice>(
+      new BlockDevice(options, capacity_bytes, blk_size, std::move(engine), dev, ino));
+}
+
+BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
+                         std::unique_ptr<block::IoEngine> engine, uint64_t dev, uint64_t ino)
+    : options_(options), engine_(std::move(engine)) {
+  facts_.capacity_sectors = capacity_bytes >> kSectorShift;
+  facts_.read_only = options.read_only;
+  facts_.serial = make_serial(options.serial, dev, ino);
+
+  features_ = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) |
+              bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_BLK_F_SEG_MAX) |
+              bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_TOPOLOGY);
+  if (facts_.read_only) features_ |= bit(VIRTIO_BLK_F_RO);
+
+  // Spec 5.2.4; the host is little-endian like the virtio 1.x wire format.
+  config_.capacity = facts_.capacity_sectors;
+  config_.seg_max = static_cast<uint32_t>(options.queue_size - 2);
+  config_.blk_size = blk_size;
+  // Topology: the physical block is the logical one; I/O of one block is fine.
+  config_.physical_block_exp = 0;
+  config_.alignment_offset = 0;
+  config_.min_io_size = 1;
+  config_.opt_io_size = 0;
+}
+
+BlockDevice::~BlockDevice() {
+  reset();
+}
+
+uint32_t BlockDevice::device_type() const {
+  return VIRTIO_ID_BLOCK;
+}
+
+void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  std::fill(data.begin(), data.end(), uint8_t{0});
+  if (offset >= sizeof(config_)) return;
+  size_t n = std::min<uint64_t>(data.size(), sizeof(config_) - offset);
+  std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&config_) + offset, n);
+}
+
+void BlockDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
+  // Nothing is writable without VIRTIO_BLK_F_CONFIG_WCE.
+  KLOG_DEBUG("virtio-blk: ignored config write of %zu bytes at 0x%llx", data.size(),
+             static_cast<unsigned long long>(offset));
+}
+
+// ---------------------------------------------------------------- activation
+
+Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
+  if (active()) return fail(DeviceError::kActivate, 0, "virtio-blk already active");
+  if (ctx.queues.size() != 1 || ctx.notifies.size() != 1) {
+    return fail(DeviceError::kBadQueue, 0, "virtio-blk has exactly one queue");
+  }
+  auto stop = EventFd::create();
+  if (!stop) return fail(DeviceError::kActivate, stop.error().sys_errno, "virtio-blk stop eventfd");
+  UniqueFd ep(epoll_create1(EPOLL_CLOEXEC));
+  if (!ep) return fail_errno(DeviceError::kActivate, "virtio-blk epoll_create1");
+  const std::pair<int, uint32_t> fds[] = {{stop->fd(), kTagStop},
+                                          {ctx.notifies[0].fd(), kTagNotify},
+                                          {engine_->notifier_fd(), kTagEngine}};
+  for (auto [fd, tag] : fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = tag;
+    if (epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+      return fail_errno(DeviceError::kActivate, "virtio-blk epoll_ctl");
+    }
+  }
+
+  mem_ = &ctx.mem;
+  queue_ = &ctx.queues[0];
+  notify_ = &ctx.notifies[0];
+  interrupt_ = &ctx.interrupt;
+  pool_ = std::make_unique<RequestPool>(options_.queue_size);
+  MergeLimits limits;
+  limits.merge = options_.merge;
+  merge_ =
+      std::make_unique<MultiReqBuffer>(*pool_, *engine_, static_cast<RequestSink&>(*this), limits);
+  stalled_ = broken_ = pushed_ = dropping_ = false;
+  stop_.emplace(std::move(*stop));
+  epoll_ = std::move(ep);
+  thread_ = std::thread([this] { run(); });
+  return {};
+}
+
+void BlockDevice::reset() {
+  if (!thread_.joinable()) return;
+  if (auto r = stop_->signal(); !r) KLOG_ERROR("virtio-blk: %s", r.error().message().c_str());
+  thread_.join();
+  {
+    std::lock_guard lock(stats_mu_);
+    base_ = stats_;
+  }
+  merge_.reset();
+  pool_.reset();
+  epoll_.reset();
+  stop_.reset();
+  mem_ = nullptr;
+  queue_ = nullptr;
+  notify_ = nullptr;
+  interrupt_ = nullptr;
+}
+
+BlockStats BlockDevice::stats() const {
+  std::lock_guard lock(stats_mu_);
+  return stats_;
+}
+
+// ---------------------------------------------------------------- the I/O thread
+
+void BlockDevice::run() {
+  epoll_event evs[3];
+  while (true) {
+    int n = epoll_wait(epoll_.get(), evs, 3, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      KLOG_ERROR("virtio-blk: epoll_wait: %s", strerror(errno));
+      break;
+    }
+    bool stop = false, kick = false, done = false;
+    for (int i = 0; i < n; ++i) {
+      stop |= evs[i].data.u32 == kTagStop;
+      kick |= evs[i].data.u32 == kTagNotify;
+      done |= evs[i].data.u32 == kTagEngine;
+    }
+    if (stop) break;
+    std::lock_guard lock(stats_mu_);
+    ++stats_.batches;
+    // Completions first: they free room for the requests the kick brings.
+    if (done) reap();
+    if (kick) (void)notify_->consume();
+    if ((kick || stalled_) && !broken_) process_queue();
+    if (auto r = engine_->flush_submissions(); !r) {
+      KLOG_ERROR("virtio-blk: submission failed: %s", r.error().message().c_str());
+    }
+    finish_batch();
+  }
+  drain_in_flight();
+}
+
+bool BlockDevice::room() const {
+  size_t engine_busy = engine_->in_flight() + merge_->buffered() + merge_->deferred();
+  return engine_busy < engine_->max_in_flight() && pool_->in_use() < pool_->size();
+}
+
+void BlockDevice::process_queue() {
+  while (true) {
+    if (auto r = queue_->disable_notification(*mem_); !r) {
+      return broken("disable_notification", r.error().message());
+    }
+    while (room()) {
+      uint16_t slot = *pool_->acquire();
+      auto popped = queue_->pop(*mem_, (*pool_)[slot].elem);
+      if (!popped || !*popped) {
+        pool_->release(slot);
+        if (!popped) return broken("pop", popped.error().message());
+        break;
+      }
+      handle(slot);
+      if (broken_) return;
+    }
+    merge_->submit();
+    if (!room()) {
+      // Resumed by the completion path; notifications stay off until then.
+      stalled_ = true;
+      return;
+    }
+    stalled_ = false;
+    auto more = queue_->enable_notification(*mem_);
+    if (!more) return broken("enable_notification", more.error().message());
+    if (!*more) return;
+  }
+}
+
+void BlockDevice::handle(uint16_t slot) {
+  VirtIOBlockReq& req = (*pool_)[slot];
+  req.start_ns = now_ns();
+  if (auto p = parse_request(facts_, req); !p) {
+    // The request cannot be answered; the chain stays in flight until the driver resets.
+    return broken("request", p.error().message());
+  }
+  if (req.immediate()) {
+    if (req.type == BlkReqType::kGetId) write_serial(facts_, req);
+    return complete(slot, req.status);
+  }
+  if (req.type == BlkReqType::kFlush) {
+    merge_->add_flush(slot);
+  } else {
+    merge_->add(slot);
+  }
+}
+
+void BlockDevice::reap() {
+  block::Completion done[64];
+  while (true) {
+    size_t n = engine_->reap(done);
+    for (size_t i = 0; i < n; ++i) merge_->on_completion(done[i]);
+    if (n < std::size(done)) break;
+  }
+  merge_->retry_deferred();
+}
+
+void BlockDevice::complete(uint16_t slot, uint8_t status) {
+  VirtIOBlockReq& req = (*pool_)[slot];
+  if (dropping_) {
+    pool_->release(slot);
+    return;
+  }
+  // GUEST: status_byte points into a writable guest buffer that pop() bounds-checked.
+  *req.status_byte = status;
+  uint32_t len = req.used_len(status);
+  if (auto r = queue_->push(*mem_, req.elem.head, len); !r) {
+    pool_->release(slot);
+    return broken("push", r.error().message());
+  }
+  pushed_ = true;
+  stats_.latency.record(now_ns() - req.start_ns);
+  if (status == VIRTIO_BLK_S_IOERR) ++stats_.errors;
+  switch (req.type) {
+    case BlkReqType::kIn:
+      ++stats_.reads;
+      if (status == VIRTIO_BLK_S_OK) stats_.bytes_read += req.data_bytes;
+      break;
+    case BlkReqType::kOut:
+      ++stats_.writes;
+      if (status == VIRTIO_BLK_S_OK) stats_.bytes_written += req.data_bytes;
+      break;
+    case BlkReqType::kFlush:
+      ++stats_.flushes;
+      break;
+    case BlkReqType::kGetId:
+      ++stats_.get_ids;
+      break;
+    case BlkReqType::kUnsupported:
+      ++stats_.unsupported;
+      break;
+  }
+  pool_->release(slot);
+}
+
+void BlockDevice::finish_batch() {
+  const MergeCounters& m = merge_->counters();
+  stats_.submissions = base_.submissions + m.submissions;
+  stats_.merged_groups = base_.merged_groups + m.merged_groups;
+  stats_.merged_requests = base_.merged_requests + m.merged_requests;
+  stats_.io_submit_calls = engine_->stats().submit_calls;
+  if (!pushed_) return;
+  pushed_ = false;
+  auto want = queue_->needs_interrupt(*mem_);
+  if (!want) return broken("needs_interrupt", want.error().message());
+  if (*want) {
+    interrupt_->signal_used();
+    ++stats_.interrupts;
+  }
+}
+
+void BlockDevice::broken(const char* what, const std::string& why) {
+  if (broken_) return;
+  broken_ = true;
+  KLOG_ERROR("virtio-blk: %s: %s; device needs reset", what, why.c_str());
+  interrupt_->mark_needs_reset();
+}
+
+void BlockDevice::drain_in_flight() {
+  // After a reset the driver owns its memory again: finish what the kernel still holds (it
+  // writes into guest buffers until it completes), then forget every request without a push.
+  std::lock_guard lock(stats_mu_);
+  dropping_ = true;
+  while (engine_->in_flight() > 0) {
+    if (auto r = engine_->flush_submissions(); !r) {
+      KLOG_ERROR("virtio-blk: submission failed: %s", r.error().message().c_str());
+    }
+    pollfd p{engine_->notifier_fd(), POLLIN, 0};
+    if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
+      KLOG_ERROR("virtio-blk: poll: %s", strerror(errno));
+      break;
+    }
+    block::Completion done[64];
+    size_t n = engine_->reap(done);
+    for (size_t i = 0; i < n; ++i) merge_->on_completion(done[i]);
+  }
+  finish_batch();
+}
+
+}  // namespace kindling::virtio

@@ -1,0 +1,196 @@
+#include "virtio/blk_request.h"
+
+#include <endian.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+namespace kindling::virtio {
+
+const char* to_string(BlkReqType t) {
+  switch (t) {
+    case BlkReqType::kIn:
+      return "in";
+    case BlkReqType::kOut:
+      return "out";
+    case BlkReqType::kFlush:
+      return "flush";
+    case BlkReqType::kGetId:
+      return "get-id";
+    case BlkReqType::kUnsupported:
+      return "unsupported";
+  }
+  return "?";
+}
+
+const char* to_string(BlkParseError e) {
+  switch (e) {
+    case BlkParseError::kNoStatusByte:
+      return "virtio-blk request has no writable status byte";
+    case BlkParseError::kShortHeader:
+      return "virtio-blk request header shorter than 16 bytes";
+  }
+  return "virtio-blk request error";
+}
+
+std::array<char, VIRTIO_BLK_ID_BYTES> make_serial(std::string_view id, uint64_t dev, uint64_t ino) {
+  std::array<char, VIRTIO_BLK_ID_BYTES> out{};
+  if (!id.empty()) {
+    std::memcpy(out.data(), id.data(), std::min(id.size(), out.size()));
+    return out;
+  }
+  // 20 bytes hold "kd" + 8 + "-" + 9 hex digits; the low bits are what tell images apart.
+  char buf[64];
+  int n = std::snprintf(buf, sizeof(buf), "kd%llx-%llx", static_cast<unsigned long long>(dev),
+                        static_cast<unsigned long long>(ino));
+  std::memcpy(out.data(), buf, std::min<size_t>(static_cast<size_t>(n), out.size()));
+  return out;
+}
+
+uint32_t VirtIOBlockReq::used_len(uint8_t final_status) const {
+  if (final_status != VIRTIO_BLK_S_OK) return 1;
+  switch (type) {
+    case BlkReqType::kIn:
+      return static_cast<uint32_t>(data_bytes) + 1;
+    case BlkReqType::kGetId:
+      return static_cast<uint32_t>(std::min<uint64_t>(data_bytes, VIRTIO_BLK_ID_BYTES)) + 1;
+    default:
+      return 1;
+  }
+}
+
+namespace {
+
+// Copies the first `out.size()` readable bytes into `out`. Returns where the data after them
+// starts: (iovec index, offset in it), or nullopt if the buffers are too short.
+std::optional<std::pair<size_t, size_t>> gather(std::span<const iovec> iov,
+                                                std::span<uint8_t> out) {
+  size_t done = 0;
+  for (size_t i = 0; i < iov.size(); ++i) {
+    size_t take = std::min(iov[i].iov_len, out.size() - done);
+    std::memcpy(out.data() + done, iov[i].iov_base, take);
+    done += take;
+    if (done == out.size()) return std::pair{i, take};
+  }
+  return std::nullopt;
+}
+
+// Cuts the last byte (the status) off the writable buffers; returns its host address.
+uint8_t* take_status_byte(std::vector<iovec>& in) {
+  iovec& last = in.back();
+  uint8_t* status = static_cast<uint8_t*>(last.iov_base) + last.iov_len - 1;
+  if (--last.iov_len == 0) in.pop_back();
+  return status;
+}
+
+uint64_t total_bytes(std::span<const iovec> iov) {
+  uint64_t n = 0;
+  for (const iovec& v : iov) n += v.iov_len;
+  return n;
+}
+
+BlkReqType classify(uint32_t type) {
+  switch (type) {
+    case VIRTIO_BLK_T_IN:
+      return BlkReqType::kIn;
+    case VIRTIO_BLK_T_OUT:
+      return BlkReqType::kOut;
+    case VIRTIO_BLK_T_FLUSH:
+      return BlkReqType::kFlush;
+    case VIRTIO_BLK_T_GET_ID:
+      return BlkReqType::kGetId;
+    default:
+      return BlkReqType::kUnsupported;
+  }
+}
+
+// Checks an IN/OUT range: a whole number of sectors, inside the disk, no overflow.
+bool range_ok(const DiskFacts& disk, uint64_t sector, uint64_t bytes) {
+  if (bytes % kSectorSize != 0) return false;
+  uint64_t nsect = bytes >> kSectorShift;
+  return sector <= disk.capacity_sectors && nsect <= disk.capacity_sectors - sector;
+}
+
+}  // namespace
+
+Result<void, BlkParseErr> parse_request(const DiskFacts& disk, VirtIOBlockReq& req) {
+  QueueElement& e = req.elem;
+  req.type = BlkReqType::kUnsupported;
+  req.status = VIRTIO_BLK_S_OK;
+  req.sector = 0;
+  req.data_bytes = 0;
+  req.data = {};
+  req.status_byte = nullptr;
+
+  // GUEST: the driver decides the layout; the status is the last writable byte, wherever it is.
+  if (e.in_iov.empty() || e.in_bytes == 0) return fail(BlkParseError::kNoStatusByte);
+  virtio_blk_outhdr hdr{};
+  auto data_at =
+      gather(e.out_iov, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr)));
+  if (!data_at) return fail(BlkParseError::kShortHeader);
+  req.status_byte = take_status_byte(e.in_iov);
+
+  // GUEST: the header is copied once above; only the copy is used from here on.
+  req.type = classify(le32toh(hdr.type));
+  req.sector = le64toh(hdr.sector);
+  switch (req.type) {
+    case BlkReqType::kIn:
+    case BlkReqType::kGetId:
+      req.data = std::span<iovec>(e.in_iov);
+      break;
+    case BlkReqType::kOut: {
+      auto [idx, off] = *data_at;
+      iovec& first = e.out_iov[idx];
+      first.iov_base = static_cast<uint8_t*>(first.iov_base) + off;
+      first.iov_len -= off;
+      if (first.iov_len == 0) ++idx;
+      req.data = std::span<iovec>(e.out_iov).subspan(idx);
+      break;
+    }
+    case BlkReqType::kFlush:
+      return {};
+    case BlkReqType::kUnsupported:
+      req.status = VIRTIO_BLK_S_UNSUPP;
+      return {};
+  }
+  req.data_bytes = total_bytes(req.data);
+  if (req.type == BlkReqType::kGetId) return {};
+
+  if (!range_ok(disk, req.sector, req.data_bytes)) {
+    req.status = VIRTIO_BLK_S_IOERR;
+  } else if (req.type == BlkReqType::kOut && disk.read_only) {
+    req.status = VIRTIO_BLK_S_IOERR;
+  }
+  return {};
+}
+
+uint32_t write_serial(const DiskFacts& disk, const VirtIOBlockReq& req) {
+  size_t done = 0;
+  for (const iovec& v : req.data) {
+    if (done == disk.serial.size()) break;
+    size_t take = std::min(v.iov_len, disk.serial.size() - done);
+    std::memcpy(v.iov_base, disk.serial.data() + done, take);
+    done += take;
+  }
+  return static_cast<uint32_t>(done);
+}
+
+RequestPool::RequestPool(uint16_t slots) : slots_(slots) {
+  free_.reserve(slots);
+  // Hand out low slot numbers first (pop from the back).
+  for (uint16_t i = slots; i > 0; --i) free_.push_back(static_cast<uint16_t>(i - 1));
+}
+
+std::optional<uint16_t> RequestPool::acquire() {
+  if (free_.empty()) return std::nullopt;
+  uint16_t s = free_.back();
+  free_.pop_back();
+  return s;
+}
+
+void RequestPool::release(uint16_t slot) {
+  free_.push_back(slot);
+}
+
+}  // namespace kindling::virtio
