@@ -61,9 +61,16 @@ MockQueue::MockQueue(const GuestMemory& mem, const QueueLayout& layout)
   desc_ = host_view(mem, layout.desc, 16ULL * n);
   avail_ = host_view(mem, layout.avail, 6 + 2ULL * n);
   used_ = host_view(mem, layout.used, 6 + 8ULL * n);
+  reset();
+}
+
+void MockQueue::reset() {
+  uint16_t n = layout_.size;
   std::memset(desc_, 0, 16ULL * n);
   std::memset(avail_, 0, 6 + 2ULL * n);
   std::memset(used_, 0, 6 + 8ULL * n);
+  avail_shadow_ = kick_old_ = last_used_ = outstanding_ = 0;
+  free_.clear();
   free_.reserve(n);
   for (uint16_t i = n; i > 0; --i) free_.push_back(static_cast<uint16_t>(i - 1));
   next_.assign(n, 0);

@@ -59,6 +59,10 @@ class MockQueue {
   // by configuring virtio::Queue directly).
   MockQueue(const GuestMemory& mem, const QueueLayout& layout);
 
+  // Back to the state after construction (rings zeroed, every descriptor free), e.g. after the
+  // device was reset.
+  void reset();
+
   const QueueLayout& layout() const { return layout_; }
   uint16_t size() const { return layout_.size; }
 
