@@ -103,7 +103,8 @@ void Queue::reset() {
 // GUEST: the descriptors, their lengths, addresses, flags and next links.
 static Result<void, QueueErr> walk_chain(const GuestMemory& mem, std::span<uint8_t> table,
                                          uint16_t head, bool indirect_ok, QueueElement& elem) {
-  uint64_t table_len = table.size() / kDescSize;
+  const uint64_t max_chain = table.size() / kDescSize;
+  uint64_t table_len = max_chain;
   uint64_t idx = head;
   uint64_t seen = 0;
   uint64_t total = 0;
@@ -124,6 +125,9 @@ static Result<void, QueueErr> walk_chain(const GuestMemory& mem, std::span<uint8
       if (len == 0 || len % kDescSize != 0) {
         return queue_fail(QueueError::kBadIndirect, head, "length");
       }
+      // A chain may not be longer than the queue (spec 2.7.5.3.1); this also bounds the iovecs
+      // one element can make a guest allocate.
+      if (len / kDescSize > max_chain) return queue_fail(QueueError::kBadIndirect, head, "size");
       auto t = mem.slice(GuestAddress(addr), len);
       if (!t) return queue_fail(QueueError::kOutOfRam, head, "indirect table");
       // The WRITE flag of the descriptor that names the table is ignored (spec 2.7.5.3.2).

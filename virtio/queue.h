@@ -26,7 +26,8 @@ enum class QueueError {
   kZeroLength,             // a zero-length buffer
   kOutOfRam,               // a buffer, table or ring outside guest RAM
   kReadableAfterWritable,  // a device-readable descriptor after a device-writable one
-  kBadIndirect,            // indirect table length 0 / not a multiple of 16 / nested / with NEXT
+  kBadIndirect,            // indirect table: not negotiated, length 0 / not a multiple of 16 / more
+                           // entries than the queue size, nested, or with NEXT
   kTooManyInFlight,        // more heads popped than the queue size without being pushed
   kChainTooLong,           // chain total >= 4 GiB
   kBadUsedHead,            // push() of a head that is not in flight
@@ -81,7 +82,8 @@ class Queue {
   // Returns a chain to the driver with `len` bytes written into its writable buffers.
   Result<void, QueueErr> push(const GuestMemory& mem, uint16_t head, uint32_t len);
 
-  // Asks the driver not to notify (VRING_USED_F_NO_NOTIFY, or stops advancing avail_event).
+  // Asks the driver not to notify (VRING_USED_F_NO_NOTIFY, or stops advancing avail_event:
+  // with EVENT_IDX, avail_event is written only by enable_notification()).
   Result<void, QueueErr> disable_notification(const GuestMemory& mem);
   // Asks for notifications again; returns true if buffers became available meanwhile (the
   // caller must drain again).

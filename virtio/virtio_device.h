@@ -26,10 +26,11 @@ class DeviceInterrupt {
 // What a device gets when the driver sets DRIVER_OK.
 struct ActivateContext {
   const vmm::GuestMemory& mem;
-  std::span<Queue> queues;            // one per device queue, configured and ready
+  std::span<Queue> queues;            // one per device queue; is_valid() if ready(), a queue
+                                      // the driver left unused has ready() == false
   std::span<const EventFd> notifies;  // notifies[i] is signalled when queue i is kicked
   DeviceInterrupt& interrupt;
-  uint64_t features;                  // negotiated feature bits
+  uint64_t features;  // negotiated feature bits
 };
 
 enum class DeviceError { kActivate, kBadQueue };

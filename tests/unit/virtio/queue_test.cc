@@ -109,6 +109,30 @@ TEST_F(QueueTest, PopsIndirectChain) {
   EXPECT_EQ(mq_.free_descriptors(), kSize);
 }
 
+TEST_F(QueueTest, IndirectTableAsLongAsTheQueue) {
+  configure(false, true);
+  std::vector<ChainBuffer> bufs;
+  for (int i = 0; i < kSize; ++i) bufs.push_back(buf(8, i >= kSize / 2));
+  ASSERT_TRUE(mq_.add_indirect_chain(bufs, GuestAddress(kTableBase)));
+  mq_.publish();
+  auto r = q_.pop(mem_, elem_);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(elem_.out_iov.size() + elem_.in_iov.size(), size_t{kSize});
+}
+
+TEST_F(QueueTest, UsedRingOutsideRamFailsPush) {
+  configure();
+  ChainBuffer b[] = {buf(8, true)};
+  ASSERT_TRUE(mq_.add_chain(b));
+  mq_.publish();
+  ASSERT_TRUE(*q_.pop(mem_, elem_));
+  // Not reachable through the transport (is_valid() runs first); push() still checks.
+  q_.set_used_ring(GuestAddress(test::kLowRamEnd - 8));
+  auto r = q_.push(mem_, elem_.head, 8);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, QueueError::kOutOfRam);
+}
+
 TEST_F(QueueTest, DirectDescriptorsFollowedByIndirectTable) {
   // Spec 2.7.5.3.2: zero or more normal descriptors followed by one indirect descriptor.
   configure(false, true);
@@ -261,6 +285,8 @@ const BadChain kBadChains[] = {
        mq.offer(0);
        mq.publish();
      },
+     QueueError::kBadIndirect},
+    {"indirect_longer_than_queue", true, [](MockQueue& mq) { one(mq, kTbl, 16 * (kSize + 1), I); },
      QueueError::kBadIndirect},
     {"nested_indirect", true,
      [](MockQueue& mq) {
