@@ -64,6 +64,30 @@ int lapic_start_ap(uint8_t apic_id, uint64_t trampoline) {
   return lapic_send_ipi(apic_id, sipi);
 }
 
+/* 8259A ports and initialization words (Intel 8259A datasheet): ICW1 edge + ICW4 needed,
+ * ICW2 vector base, ICW3 cascade on IRQ 2, ICW4 8086 mode, OCW1 mask. */
+#define PIC1_CMD 0x20
+#define PIC1_DATA 0x21
+#define PIC2_CMD 0xA0
+#define PIC2_DATA 0xA1
+#define PIC_ICW1_INIT_ICW4 0x11
+#define PIC_ICW4_8086 0x01
+#define PIC1_VECTOR_BASE 0xE0
+#define PIC2_VECTOR_BASE 0xE8
+
+void pic_disable(void) {
+  outb(PIC1_CMD, PIC_ICW1_INIT_ICW4);
+  outb(PIC2_CMD, PIC_ICW1_INIT_ICW4);
+  outb(PIC1_DATA, PIC1_VECTOR_BASE);
+  outb(PIC2_DATA, PIC2_VECTOR_BASE);
+  outb(PIC1_DATA, 1 << 2); /* slave on IRQ 2 */
+  outb(PIC2_DATA, 2);      /* slave identity */
+  outb(PIC1_DATA, PIC_ICW4_8086);
+  outb(PIC2_DATA, PIC_ICW4_8086);
+  outb(PIC1_DATA, 0xFF);
+  outb(PIC2_DATA, 0xFF);
+}
+
 static void ioapic_write(uint64_t base, uint32_t reg, uint32_t v) {
   mmio_write32(base + IOAPIC_REGSEL, reg);
   mmio_write32(base + IOAPIC_WIN, v);

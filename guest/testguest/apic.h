@@ -16,6 +16,11 @@ void lapic_eoi(void);
  * aligned) to the CPU with local APIC id `apic_id`; returns 0, or -1 if the ICR stays busy. */
 int lapic_start_ap(uint8_t apic_id, uint64_t trampoline);
 
+/* Remaps the legacy 8259 PICs away from the exception vectors and masks every line: with the
+ * BSP's LINT0 in ExtINT mode (virtual wire, KVM's reset state) the PIC would otherwise deliver
+ * the PIT and the UART at vectors 0 and 4 besides the I/O APIC. */
+void pic_disable(void);
+
 /* Routes I/O APIC `pin` to `vector` on local APIC `dest` (fixed, physical, edge, high). */
 void ioapic_route(uint64_t ioapic_base, uint8_t pin, uint8_t vector, uint8_t dest);
 /* Masks I/O APIC `pin`. */

@@ -3,6 +3,7 @@
  * port. With no `test=`, it runs `hello`. */
 #include <asm/bootparam.h>
 
+#include "apic.h"
 #include "idt.h"
 #include "io.h"
 #include "libc.h"
@@ -21,6 +22,7 @@ void kmain(const struct boot_params* bp) {
   static struct tg_context ctx;
   uart_init();
   idt_init();
+  pic_disable();
   /* GUEST: boot_params and the command line are what the VMM wrote. */
   ctx.cmdline = bp->hdr.cmd_line_ptr ? (const char*)(uintptr_t)bp->hdr.cmd_line_ptr : "";
   mp_read(&ctx.mp);
