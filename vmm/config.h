@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -34,7 +35,15 @@ struct VmConfig {
   std::string log_level = "warn";
 };
 
-enum class ConfigError { kFile, kJson, kUnknownKey, kWrongType, kUnsupported, kInvalid };
+enum class ConfigError {
+  kFile,
+  kJson,
+  kUnknownKey,
+  kWrongType,
+  kUnsupported,
+  kInvalid,
+  kMissingKey,
+};
 const char* to_string(ConfigError e);
 using ConfigErr = Error<ConfigError>;
 
@@ -42,5 +51,20 @@ using ConfigErr = Error<ConfigError>;
 inline constexpr uint64_t kMinMemBytes = 16ULL << 20;
 inline constexpr uint64_t kMaxMemBytes = 64ULL << 30;
 inline constexpr uint32_t kMaxVcpus = 64;
+
+// Parses a memory size: a number of MiB ("512") or a number with a K, M or G suffix ("256M",
+// "1G", also "256MiB"); the result is checked with check_mem_bytes. `what` names the source
+// in errors (e.g. "--mem").
+Result<uint64_t, ConfigErr> parse_mem_size(std::string_view text, const std::string& what);
+// Checks kMinMemBytes <= bytes <= kMaxMemBytes and a multiple of 4 KiB.
+Result<void, ConfigErr> check_mem_bytes(uint64_t bytes, const std::string& what);
+// Checks 1 <= n <= kMaxVcpus.
+Result<void, ConfigErr> check_vcpus(int64_t n, const std::string& what);
+// The drive rules: at most one root device, no duplicate non-empty id, no image twice (the
+// same file through another path counts), no empty path, io_engine "libaio" or "sync".
+// Errors name the drive as "drives[i]".
+Result<void, ConfigErr> check_drives(const std::vector<DriveConfig>& drives);
+// Checks a complete configuration (kernel given, memory, vCPUs, timeout, log level, drives).
+Result<void, ConfigErr> validate_config(const VmConfig& config);
 
 }  // namespace kindling::vmm

@@ -1,0 +1,364 @@
+#include "vmm/config_json.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "temp_dir.h"
+
+namespace kindling::vmm {
+namespace {
+
+using nlohmann::json;
+
+// A config as Firecracker's docs write one, every optional key at its default.
+json firecracker_config() {
+  return json::parse(R"({
+    "boot-source": {
+      "kernel_image_path": "vmlinux",
+      "boot_args": "console=ttyS0 reboot=k panic=1 pci=off",
+      "initrd_path": null
+    },
+    "drives": [{
+      "drive_id": "rootfs",
+      "path_on_host": "rootfs.ext4",
+      "is_root_device": true,
+      "partuuid": null,
+      "is_read_only": false,
+      "cache_type": "Unsafe",
+      "io_engine": "Sync",
+      "rate_limiter": null,
+      "socket": null
+    }],
+    "machine-config": {
+      "vcpu_count": 2,
+      "mem_size_mib": 1024,
+      "smt": false,
+      "track_dirty_pages": false,
+      "huge_pages": "None"
+    },
+    "cpu-config": null,
+    "balloon": null,
+    "network-interfaces": [],
+    "vsock": null,
+    "logger": null,
+    "metrics": null,
+    "mmds-config": null,
+    "entropy": null
+  })");
+}
+
+Result<VmConfig, ConfigErr> parse(const json& j, const std::string& base = "/vm") {
+  return parse_config_json(j.dump(), base);
+}
+
+TEST(ConfigJson, FirecrackerConfigWithDefaultsIsAccepted) {
+  auto cfg = parse(firecracker_config());
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  EXPECT_EQ(cfg->kernel_path, "/vm/vmlinux");
+  EXPECT_EQ(cfg->cmdline, "console=ttyS0 reboot=k panic=1 pci=off");
+  EXPECT_FALSE(cfg->initrd_path);
+  EXPECT_EQ(cfg->vcpus, 2u);
+  EXPECT_EQ(cfg->mem_bytes, 1024ULL << 20);
+  ASSERT_EQ(cfg->drives.size(), 1u);
+  EXPECT_EQ(cfg->drives[0].id, "rootfs");
+  EXPECT_EQ(cfg->drives[0].path, "/vm/rootfs.ext4");
+  EXPECT_TRUE(cfg->drives[0].is_root);
+  EXPECT_FALSE(cfg->drives[0].read_only);
+  EXPECT_EQ(cfg->drives[0].io_engine, "sync");
+  EXPECT_TRUE(cfg->drives[0].merge);
+  EXPECT_FALSE(cfg->stats);
+}
+
+TEST(ConfigJson, MinimalConfigGetsKindlingDefaults) {
+  auto cfg = parse_config_json(R"({"boot-source": {"kernel_image_path": "/k"}})", "/vm");
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  EXPECT_EQ(cfg->kernel_path, "/k");  // absolute paths stay
+  EXPECT_FALSE(cfg->cmdline);
+  EXPECT_EQ(cfg->vcpus, 1u);
+  EXPECT_EQ(cfg->mem_bytes, 256ULL << 20);
+  EXPECT_TRUE(cfg->drives.empty());
+}
+
+TEST(ConfigJson, OtherAcceptedFirecrackerValues) {
+  json j = firecracker_config();
+  j["machine-config"]["cpu_template"] = "None";
+  j["drives"][0]["cache_type"] = "Writeback";
+  j["drives"][0]["io_engine"] = "Async";
+  j["drives"][0]["is_read_only"] = nullptr;
+  j["network-interfaces"] = nullptr;
+  auto cfg = parse(j);
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  EXPECT_EQ(cfg->drives[0].io_engine, "libaio");
+  EXPECT_FALSE(cfg->drives[0].read_only);
+  j["machine-config"]["cpu_template"] = nullptr;
+  EXPECT_TRUE(parse(j));
+}
+
+TEST(ConfigJson, KindlingExtensions) {
+  json j = firecracker_config();
+  j["stats"] = true;
+  j["kindling"] = {{"console_log", "out/console.log"}, {"timeout_s", 2.5}, {"merge", false}};
+  j["drives"].push_back({{"drive_id", "data"},
+                         {"path_on_host", "/abs/data.img"},
+                         {"is_root_device", false},
+                         {"is_read_only", true}});
+  auto cfg = parse(j);
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  EXPECT_TRUE(cfg->stats);
+  EXPECT_EQ(cfg->console_log, "/vm/out/console.log");
+  EXPECT_EQ(cfg->timeout_s, 2.5);
+  ASSERT_EQ(cfg->drives.size(), 2u);
+  EXPECT_FALSE(cfg->drives[0].merge);
+  EXPECT_FALSE(cfg->drives[1].merge);
+  EXPECT_TRUE(cfg->drives[1].read_only);
+  EXPECT_EQ(cfg->drives[1].path, "/abs/data.img");
+  EXPECT_EQ(cfg->drives[1].io_engine, "libaio");  // kindling's default engine
+}
+
+TEST(ConfigJson, RelativePathsResolveAgainstTheBaseFolder) {
+  json j = firecracker_config();
+  j["boot-source"]["kernel_image_path"] = "../build/vmlinux";
+  j["boot-source"]["initrd_path"] = "./initrd.cpio";
+  auto cfg = parse(j, "configs");
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  EXPECT_EQ(cfg->kernel_path, "build/vmlinux");
+  EXPECT_EQ(cfg->initrd_path, "configs/initrd.cpio");
+  EXPECT_EQ(cfg->drives[0].path, "configs/rootfs.ext4");
+  auto unrooted = parse(j, "");
+  ASSERT_TRUE(unrooted);
+  EXPECT_EQ(unrooted->kernel_path, "../build/vmlinux");
+}
+
+// Each row breaks one thing in the Firecracker config and names the error it must give.
+struct BadCase {
+  const char* name;
+  void (*mutate)(json&);
+  ConfigError code;
+  const char* message;
+};
+
+const BadCase kBadCases[] = {
+    {"unknown top-level key", [](json& j) { j["boot-sourc"] = json::object(); },
+     ConfigError::kUnknownKey, "boot-sourc: unknown key"},
+    {"unknown nested key", [](json& j) { j["machine-config"]["vcpus"] = 2; },
+     ConfigError::kUnknownKey, "machine-config.vcpus: unknown key"},
+    {"unknown drive key", [](json& j) { j["drives"][0]["readonly"] = true; },
+     ConfigError::kUnknownKey, "drives[0].readonly: unknown key"},
+    {"vcpu_count string", [](json& j) { j["machine-config"]["vcpu_count"] = "2"; },
+     ConfigError::kWrongType, "machine-config.vcpu_count: expected an integer, got string"},
+    {"vcpu_count float", [](json& j) { j["machine-config"]["vcpu_count"] = 2.5; },
+     ConfigError::kWrongType, "machine-config.vcpu_count: expected an integer, got number"},
+    {"boot_args number", [](json& j) { j["boot-source"]["boot_args"] = 7; },
+     ConfigError::kWrongType, "boot-source.boot_args: expected a string, got number"},
+    {"is_root_device string", [](json& j) { j["drives"][0]["is_root_device"] = "yes"; },
+     ConfigError::kWrongType, "drives[0].is_root_device: expected a boolean, got string"},
+    {"drives object", [](json& j) { j["drives"] = json::object(); }, ConfigError::kWrongType,
+     "drives: expected an array, got object"},
+    {"machine-config array", [](json& j) { j["machine-config"] = json::array(); },
+     ConfigError::kWrongType, "machine-config: expected an object, got array"},
+    {"rate limiter",
+     [](json& j) {
+       j["drives"][0]["rate_limiter"] = {{"bandwidth", 1}};
+     },
+     ConfigError::kUnsupported, "drives[0].rate_limiter: not supported"},
+    {"vhost-user socket", [](json& j) { j["drives"][0]["socket"] = "/run/vhost.sock"; },
+     ConfigError::kUnsupported, "drives[0].socket: not supported"},
+    {"partuuid", [](json& j) { j["drives"][0]["partuuid"] = "0eaa91a0-01"; },
+     ConfigError::kUnsupported, "drives[0].partuuid: not supported"},
+    {"io_uring", [](json& j) { j["drives"][0]["io_engine"] = "IoUring"; },
+     ConfigError::kUnsupported, "drives[0].io_engine \"IoUring\": not supported"},
+    {"smt", [](json& j) { j["machine-config"]["smt"] = true; }, ConfigError::kUnsupported,
+     "machine-config.smt: not supported"},
+    {"huge pages", [](json& j) { j["machine-config"]["huge_pages"] = "2M"; },
+     ConfigError::kUnsupported, "machine-config.huge_pages \"2M\": not supported"},
+    {"cpu template", [](json& j) { j["machine-config"]["cpu_template"] = "T2"; },
+     ConfigError::kUnsupported, "machine-config.cpu_template \"T2\": not supported"},
+    {"network",
+     [](json& j) {
+       j["network-interfaces"] = {{{"iface_id", "eth0"}}};
+     },
+     ConfigError::kUnsupported, "network-interfaces: not supported"},
+    {"balloon",
+     [](json& j) {
+       j["balloon"] = {{"amount_mib", 0}};
+     },
+     ConfigError::kUnsupported, "balloon: not supported"},
+    {"logger",
+     [](json& j) {
+       j["logger"] = {{"log_path", "/tmp/log"}};
+     },
+     ConfigError::kUnsupported, "logger: not supported"},
+    {"vsock", [](json& j) { j["vsock"] = json::object(); }, ConfigError::kUnsupported,
+     "vsock: not supported"},
+    {"no boot-source", [](json& j) { j.erase("boot-source"); }, ConfigError::kMissingKey,
+     "boot-source: missing required key"},
+    {"no kernel", [](json& j) { j["boot-source"].erase("kernel_image_path"); },
+     ConfigError::kMissingKey, "boot-source.kernel_image_path: missing required key"},
+    {"no mem_size_mib", [](json& j) { j["machine-config"].erase("mem_size_mib"); },
+     ConfigError::kMissingKey, "machine-config.mem_size_mib: missing required key"},
+    {"no drive_id", [](json& j) { j["drives"][0].erase("drive_id"); }, ConfigError::kMissingKey,
+     "drives[0].drive_id: missing required key"},
+    {"zero vcpus", [](json& j) { j["machine-config"]["vcpu_count"] = 0; }, ConfigError::kInvalid,
+     "machine-config.vcpu_count: the number of vCPUs must be between 1 and 64, not 0"},
+    {"absurd vcpus", [](json& j) { j["machine-config"]["vcpu_count"] = 4096; },
+     ConfigError::kInvalid,
+     "machine-config.vcpu_count: the number of vCPUs must be between 1 and 64, not 4096"},
+    {"tiny memory", [](json& j) { j["machine-config"]["mem_size_mib"] = 1; }, ConfigError::kInvalid,
+     "machine-config.mem_size_mib: guest memory must be between 16 MiB and 64 GiB"},
+    {"huge memory", [](json& j) { j["machine-config"]["mem_size_mib"] = 1ULL << 40; },
+     ConfigError::kInvalid, "machine-config.mem_size_mib: must be between 16 and 65536 MiB"},
+    {"empty kernel path", [](json& j) { j["boot-source"]["kernel_image_path"] = ""; },
+     ConfigError::kInvalid, "boot-source.kernel_image_path: must not be empty"},
+    {"negative timeout",
+     [](json& j) {
+       j["kindling"] = {{"timeout_s", -1}};
+     },
+     ConfigError::kInvalid, "kindling.timeout_s: must be positive"},
+    {"unknown kindling key",
+     [](json& j) {
+       j["kindling"] = {{"turbo", true}};
+     },
+     ConfigError::kUnknownKey, "kindling.turbo: unknown key"},
+    {"stats string", [](json& j) { j["stats"] = "yes"; }, ConfigError::kWrongType,
+     "stats: expected a boolean, got string"},
+    {"two roots",
+     [](json& j) {
+       j["drives"].push_back(
+           {{"drive_id", "b"}, {"path_on_host", "b.img"}, {"is_root_device", true}});
+     },
+     ConfigError::kInvalid,
+     "drives[1] (/vm/b.img): a second root device (drives[0] (/vm/rootfs.ext4) is the root "
+     "device already)"},
+    {"duplicate drive_id",
+     [](json& j) {
+       j["drives"].push_back(
+           {{"drive_id", "rootfs"}, {"path_on_host", "b.img"}, {"is_root_device", false}});
+     },
+     ConfigError::kInvalid,
+     "drives[1] (/vm/b.img): duplicate drive id \"rootfs\" (also drives[0] (/vm/rootfs.ext4))"},
+    {"same image twice",
+     [](json& j) {
+       j["drives"].push_back(
+           {{"drive_id", "b"}, {"path_on_host", "./rootfs.ext4"}, {"is_root_device", false}});
+     },
+     ConfigError::kInvalid,
+     "drives[1] (/vm/rootfs.ext4): the same image as drives[0] (/vm/rootfs.ext4) (an image can "
+     "be attached once)"},
+};
+
+class ConfigJsonBad : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigJsonBad, GivesTheExpectedError) {
+  const BadCase& c = GetParam();
+  json j = firecracker_config();
+  c.mutate(j);
+  auto cfg = parse(j);
+  ASSERT_FALSE(cfg) << c.name;
+  EXPECT_EQ(cfg.error().code, c.code) << c.name;
+  EXPECT_EQ(cfg.error().message(), c.message) << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ConfigJsonBad, ::testing::ValuesIn(kBadCases),
+                         [](const ::testing::TestParamInfo<BadCase>& info) {
+                           std::string n = info.param.name;
+                           for (char& ch : n) {
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           }
+                           return n;
+                         });
+
+TEST(ConfigJson, SyntaxErrorNamesLineAndColumn) {
+  auto cfg =
+      parse_config_json("{\n  \"boot-source\": {\n    \"kernel_image_path\": \"k\",\n  }\n}", "");
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(cfg.error().code, ConfigError::kJson);
+  EXPECT_NE(cfg.error().message().find("invalid JSON at line 4, column 3"), std::string::npos)
+      << cfg.error().message();
+}
+
+TEST(ConfigJson, TopLevelMustBeAnObject) {
+  auto cfg = parse_config_json("[1, 2]", "");
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(cfg.error().message(), "(top level): expected an object, got array");
+  EXPECT_FALSE(parse_config_json("", ""));
+}
+
+TEST(LoadConfigFile, ResolvesAgainstTheFilesFolder) {
+  TempDir dir;
+  std::string file = dir.write("vms/a.json", firecracker_config().dump(2));
+  auto cfg = load_config_file(file);
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  EXPECT_EQ(cfg->kernel_path, dir.path() + "/vms/vmlinux");
+  EXPECT_EQ(cfg->drives[0].path, dir.path() + "/vms/rootfs.ext4");
+}
+
+TEST(LoadConfigFile, ErrorsStartWithTheFile) {
+  TempDir dir;
+  json j = firecracker_config();
+  j["drives"][0]["rate_limiter"] = json::object();
+  std::string file = dir.write("bad.json", j.dump());
+  auto cfg = load_config_file(file);
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(cfg.error().message(), file + ": drives[0].rate_limiter: not supported");
+}
+
+TEST(LoadConfigFile, MissingOrUnreadableFile) {
+  TempDir dir;
+  auto missing = load_config_file(dir.path() + "/nope.json");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ConfigError::kFile);
+  EXPECT_EQ(missing.error().sys_errno, ENOENT);
+  EXPECT_EQ(missing.error().message(),
+            dir.path() + "/nope.json: cannot read file (No such file or directory)");
+  auto folder = load_config_file(dir.path());
+  ASSERT_FALSE(folder);
+  EXPECT_EQ(folder.error().code, ConfigError::kFile);
+  if (::geteuid() != 0) {  // root reads anything
+    std::string file = dir.write("secret.json", "{}");
+    ASSERT_EQ(::chmod(file.c_str(), 0), 0);
+    auto denied = load_config_file(file);
+    ASSERT_FALSE(denied);
+    EXPECT_EQ(denied.error().sys_errno, EACCES);
+  }
+}
+
+TEST(LoadConfigFile, BadJsonInAFile) {
+  TempDir dir;
+  std::string file = dir.write("broken.json", "{\"boot-source\": ");
+  auto cfg = load_config_file(file);
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(cfg.error().code, ConfigError::kJson);
+  EXPECT_EQ(cfg.error().message().rfind(file + ": invalid JSON at line 1", 0), 0u)
+      << cfg.error().message();
+}
+
+}  // namespace
+}  // namespace kindling::vmm
+
+namespace kindling::vmm {
+namespace {
+
+// Every example in configs/ must load (the images need not exist yet).
+TEST(ExampleConfigs, AllLoad) {
+  size_t seen = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(KINDLING_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".json") continue;
+    ++seen;
+    auto cfg = load_config_file(entry.path().string());
+    EXPECT_TRUE(cfg) << cfg.error().message();
+  }
+  EXPECT_GE(seen, 3u);
+}
+
+TEST(ExampleConfigs, HelloPointsIntoBuild) {
+  auto cfg = load_config_file(std::string(KINDLING_SOURCE_DIR) + "/configs/testguest-hello.json");
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  EXPECT_EQ(cfg->kernel_path,
+            std::string(KINDLING_SOURCE_DIR) + "/build/guest/testguest/testguest.elf");
+}
+
+}  // namespace
+}  // namespace kindling::vmm

@@ -1,0 +1,370 @@
+#include "vmm/config_json.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <initializer_list>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "common/unique_fd.h"
+
+namespace kindling::vmm {
+namespace {
+
+using nlohmann::json;
+
+// Config files are small; this keeps a wrong path (a disk image) from being slurped.
+constexpr off_t kMaxConfigBytes = 1 << 20;
+
+std::string child(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+std::string item(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+Unexpected<ConfigErr> wrong_type(const std::string& path, const char* expected, const json& v) {
+  return fail(ConfigError::kWrongType, 0,
+              (path.empty() ? std::string("(top level)") : path) + ": expected " + expected +
+                  ", got " + v.type_name());
+}
+
+Unexpected<ConfigErr> unsupported(const std::string& path) {
+  return fail(ConfigError::kUnsupported, 0, path);
+}
+
+// Joins a relative path from the config onto the config file's folder.
+std::string resolve(const std::string& base_dir, const std::string& p) {
+  if (base_dir.empty() || p.empty() || p.front() == '/') return p;
+  return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+// One JSON object being read: unknown keys are rejected when it is opened, then members are
+// handed out by typed getters that name the member's path in their errors.
+class ObjectReader {
+ public:
+  static Result<ObjectReader, ConfigErr> open(const json& v, const std::string& path,
+                                              std::initializer_list<std::string_view> known) {
+    if (!v.is_object()) return wrong_type(path, "an object", v);
+    for (const auto& [key, value] : v.items()) {
+      bool ok = false;
+      for (std::string_view k : known) ok = ok || k == key;
+      if (!ok) return fail(ConfigError::kUnknownKey, 0, child(path, key));
+    }
+    return ObjectReader(v, path);
+  }
+
+  std::string path_of(std::string_view key) const { return child(path_, key); }
+
+  // The member, or nullptr when absent.
+  const json* find(std::string_view key) const {
+    auto it = obj_->find(key);
+    return it == obj_->end() ? nullptr : &*it;
+  }
+
+  // The member; absent is an error.
+  Result<const json*, ConfigErr> require(std::string_view key) const {
+    const json* v = find(key);
+    if (v == nullptr) return fail(ConfigError::kMissingKey, 0, path_of(key));
+    return v;
+  }
+
+  // A string member; nullopt when absent or null.
+  Result<std::optional<std::string>, ConfigErr> opt_string(std::string_view key) const {
+    const json* v = find(key);
+    if (v == nullptr || v->is_null()) return std::optional<std::string>{};
+    if (!v->is_string()) return wrong_type(path_of(key), "a string", *v);
+    return std::optional<std::string>(v->get<std::string>());
+  }
+
+  // A required, non-empty string member.
+  Result<std::string, ConfigErr> req_string(std::string_view key) const {
+    auto v = require(key);
+    if (!v) return v.take_error();
+    if (!(*v)->is_string()) return wrong_type(path_of(key), "a string", **v);
+    std::string s = (*v)->get<std::string>();
+    if (s.empty()) return fail(ConfigError::kInvalid, 0, path_of(key) + ": must not be empty");
+    return s;
+  }
+
+  // A boolean member; `fallback` when absent or null.
+  Result<bool, ConfigErr> opt_bool(std::string_view key, bool fallback) const {
+    const json* v = find(key);
+    if (v == nullptr || v->is_null()) return fallback;
+    if (!v->is_boolean()) return wrong_type(path_of(key), "a boolean", *v);
+    return v->get<bool>();
+  }
+
+  // A required boolean member.
+  Result<bool, ConfigErr> req_bool(std::string_view key) const {
+    auto v = require(key);
+    if (!v) return v.take_error();
+    if (!(*v)->is_boolean()) return wrong_type(path_of(key), "a boolean", **v);
+    return (*v)->get<bool>();
+  }
+
+  // A required integer member (2.0 is not an integer here, as in Firecracker).
+  Result<int64_t, ConfigErr> req_int(std::string_view key) const {
+    auto v = require(key);
+    if (!v) return v.take_error();
+    const json& j = **v;
+    if (!j.is_number_integer()) return wrong_type(path_of(key), "an integer", j);
+    if (j.is_number_unsigned() &&
+        j.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return fail(ConfigError::kInvalid, 0, path_of(key) + ": too large");
+    }
+    return j.get<int64_t>();
+  }
+
+  // A number member; nullopt when absent or null.
+  Result<std::optional<double>, ConfigErr> opt_number(std::string_view key) const {
+    const json* v = find(key);
+    if (v == nullptr || v->is_null()) return std::optional<double>{};
+    if (!v->is_number()) return wrong_type(path_of(key), "a number", *v);
+    return std::optional<double>(v->get<double>());
+  }
+
+  // A Firecracker member kindling lacks: accepted only when absent or null.
+  Result<void, ConfigErr> null_only(std::string_view key) const {
+    const json* v = find(key);
+    if (v != nullptr && !v->is_null()) return unsupported(path_of(key));
+    return {};
+  }
+
+  // A Firecracker boolean kindling lacks: accepted when absent, null or false.
+  Result<void, ConfigErr> false_only(std::string_view key) const {
+    auto b = opt_bool(key, false);
+    if (!b) return b.take_error();
+    if (*b) return unsupported(path_of(key));
+    return {};
+  }
+
+  // A string member that must be one of `allowed` (absent or null gives `fallback`).
+  Result<std::string, ConfigErr> one_of(std::string_view key,
+                                        std::initializer_list<std::string_view> allowed,
+                                        const std::string& fallback) const {
+    auto s = opt_string(key);
+    if (!s) return s.take_error();
+    if (!*s) return fallback;
+    for (std::string_view a : allowed) {
+      if (**s == a) return **s;
+    }
+    return fail(ConfigError::kUnsupported, 0, path_of(key) + " \"" + **s + "\"");
+  }
+
+ private:
+  ObjectReader(const json& obj, std::string path) : obj_(&obj), path_(std::move(path)) {}
+
+  const json* obj_;
+  std::string path_;
+};
+
+// Propagates an error from an expression returning a Result; binds the value otherwise.
+#define KINDLING_TRY(var, expr)                        \
+  auto var##_result = (expr);                          \
+  if (!var##_result) return var##_result.take_error(); \
+  auto var = std::move(*var##_result)
+
+#define KINDLING_CHECK(expr)                               \
+  do {                                                     \
+    auto check_result_ = (expr);                           \
+    if (!check_result_) return check_result_.take_error(); \
+  } while (0)
+
+Result<void, ConfigErr> parse_boot_source(const json& v, const std::string& base_dir,
+                                          VmConfig& cfg) {
+  KINDLING_TRY(
+      r, ObjectReader::open(v, "boot-source", {"kernel_image_path", "boot_args", "initrd_path"}));
+  KINDLING_TRY(kernel, r.req_string("kernel_image_path"));
+  cfg.kernel_path = resolve(base_dir, kernel);
+  KINDLING_TRY(args, r.opt_string("boot_args"));
+  cfg.cmdline = args;
+  KINDLING_TRY(initrd, r.opt_string("initrd_path"));
+  if (initrd) {
+    if (initrd->empty()) {
+      return fail(ConfigError::kInvalid, 0, r.path_of("initrd_path") + ": must not be empty");
+    }
+    cfg.initrd_path = resolve(base_dir, *initrd);
+  }
+  return {};
+}
+
+Result<void, ConfigErr> parse_machine_config(const json& v, VmConfig& cfg) {
+  KINDLING_TRY(r, ObjectReader::open(v, "machine-config",
+                                     {"vcpu_count", "mem_size_mib", "smt", "track_dirty_pages",
+                                      "huge_pages", "cpu_template"}));
+  KINDLING_TRY(vcpus, r.req_int("vcpu_count"));
+  KINDLING_CHECK(check_vcpus(vcpus, r.path_of("vcpu_count")));
+  cfg.vcpus = static_cast<uint32_t>(vcpus);
+  KINDLING_TRY(mib, r.req_int("mem_size_mib"));
+  const std::string mem_path = r.path_of("mem_size_mib");
+  if (mib < 0 || static_cast<uint64_t>(mib) > (kMaxMemBytes >> 20)) {
+    return fail(ConfigError::kInvalid, 0,
+                mem_path + ": must be between " + std::to_string(kMinMemBytes >> 20) + " and " +
+                    std::to_string(kMaxMemBytes >> 20) + " MiB");
+  }
+  cfg.mem_bytes = static_cast<uint64_t>(mib) << 20;
+  KINDLING_CHECK(check_mem_bytes(cfg.mem_bytes, mem_path));
+  // Firecracker's defaults mean "not used"; anything else asks for a missing feature.
+  KINDLING_CHECK(r.false_only("smt"));
+  KINDLING_CHECK(r.false_only("track_dirty_pages"));
+  KINDLING_CHECK(r.one_of("huge_pages", {"None"}, "None"));
+  KINDLING_CHECK(r.one_of("cpu_template", {"None"}, "None"));
+  return {};
+}
+
+Result<DriveConfig, ConfigErr> parse_drive(const json& v, const std::string& path,
+                                           const std::string& base_dir) {
+  KINDLING_TRY(
+      r, ObjectReader::open(v, path,
+                            {"drive_id", "path_on_host", "is_root_device", "is_read_only",
+                             "partuuid", "cache_type", "io_engine", "rate_limiter", "socket"}));
+  DriveConfig d;
+  KINDLING_TRY(id, r.req_string("drive_id"));
+  d.id = id;
+  // A vhost-user drive has a socket instead of a path: not something kindling serves.
+  KINDLING_CHECK(r.null_only("socket"));
+  KINDLING_TRY(image, r.req_string("path_on_host"));
+  d.path = resolve(base_dir, image);
+  KINDLING_TRY(root, r.req_bool("is_root_device"));
+  d.is_root = root;
+  KINDLING_TRY(ro, r.opt_bool("is_read_only", false));
+  d.read_only = ro;
+  KINDLING_CHECK(r.null_only("partuuid"));
+  KINDLING_CHECK(r.null_only("rate_limiter"));
+  // kindling always offers FLUSH and honours it, which satisfies both cache types: "Unsafe"
+  // only says the guest need not flush, "Writeback" that its flushes reach the disk.
+  KINDLING_CHECK(r.one_of("cache_type", {"Unsafe", "Writeback"}, "Unsafe"));
+  KINDLING_TRY(engine, r.one_of("io_engine", {"Sync", "Async"}, ""));
+  if (engine == "Sync") d.io_engine = "sync";
+  if (engine == "Async") d.io_engine = "libaio";
+  return d;
+}
+
+Result<void, ConfigErr> parse_drives(const json& v, const std::string& base_dir, VmConfig& cfg) {
+  if (!v.is_array()) return wrong_type("drives", "an array", v);
+  for (size_t i = 0; i < v.size(); ++i) {
+    KINDLING_TRY(d, parse_drive(v[i], item("drives", i), base_dir));
+    cfg.drives.push_back(std::move(d));
+  }
+  return check_drives(cfg.drives);
+}
+
+// kindling's own settings: {"console_log": PATH, "timeout_s": SECONDS, "merge": BOOL}.
+Result<void, ConfigErr> parse_kindling(const json& v, const std::string& base_dir, VmConfig& cfg) {
+  if (v.is_null()) return {};
+  KINDLING_TRY(r, ObjectReader::open(v, "kindling", {"console_log", "timeout_s", "merge"}));
+  KINDLING_TRY(log_path, r.opt_string("console_log"));
+  if (log_path) {
+    if (log_path->empty()) {
+      return fail(ConfigError::kInvalid, 0, r.path_of("console_log") + ": must not be empty");
+    }
+    cfg.console_log = resolve(base_dir, *log_path);
+  }
+  KINDLING_TRY(timeout, r.opt_number("timeout_s"));
+  if (timeout && !(*timeout > 0)) {
+    return fail(ConfigError::kInvalid, 0, r.path_of("timeout_s") + ": must be positive");
+  }
+  cfg.timeout_s = timeout;
+  KINDLING_TRY(merge, r.opt_bool("merge", true));
+  for (DriveConfig& d : cfg.drives) d.merge = merge;
+  return {};
+}
+
+Result<VmConfig, ConfigErr> parse_root(const json& root, const std::string& base_dir) {
+  KINDLING_TRY(
+      r, ObjectReader::open(
+             root, "",
+             {"boot-source", "machine-config", "drives", "balloon", "network-interfaces", "vsock",
+              "logger", "metrics", "mmds-config", "entropy", "cpu-config", "stats", "kindling"}));
+  VmConfig cfg;
+  KINDLING_TRY(boot, r.require("boot-source"));
+  KINDLING_CHECK(parse_boot_source(*boot, base_dir, cfg));
+  if (const json* m = r.find("machine-config"); m != nullptr && !m->is_null()) {
+    KINDLING_CHECK(parse_machine_config(*m, cfg));
+  }
+  if (const json* d = r.find("drives"); d != nullptr) {
+    KINDLING_CHECK(parse_drives(*d, base_dir, cfg));
+  }
+  if (const json* n = r.find("network-interfaces");
+      n != nullptr && !n->is_null() && !(n->is_array() && n->empty())) {
+    return unsupported("network-interfaces");
+  }
+  for (std::string_view key :
+       {"balloon", "vsock", "logger", "metrics", "mmds-config", "entropy", "cpu-config"}) {
+    KINDLING_CHECK(r.null_only(key));
+  }
+  KINDLING_TRY(stats, r.opt_bool("stats", false));
+  cfg.stats = stats;
+  if (const json* k = r.find("kindling"); k != nullptr) {
+    KINDLING_CHECK(parse_kindling(*k, base_dir, cfg));
+  }
+  KINDLING_CHECK(validate_config(cfg));
+  return cfg;
+}
+
+// nlohmann's message without its "[json.exception.parse_error.101] parse error" prefix.
+std::string describe_parse_error(const json::exception& e) {
+  std::string what = e.what();
+  auto bracket = what.find("] ");
+  if (bracket != std::string::npos) what.erase(0, bracket + 2);
+  const std::string prefix = "parse error";
+  if (what.compare(0, prefix.size(), prefix) == 0) what.erase(0, prefix.size());
+  return "invalid JSON" + what;
+}
+
+#undef KINDLING_TRY
+#undef KINDLING_CHECK
+
+}  // namespace
+
+Result<VmConfig, ConfigErr> parse_config_json(std::string_view text, const std::string& base_dir) {
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::exception& e) {
+    return fail(ConfigError::kJson, 0, describe_parse_error(e));
+  }
+  try {
+    return parse_root(root, base_dir);
+  } catch (const json::exception& e) {
+    // The readers check types before every get(); this is a last line of defence.
+    return fail(ConfigError::kJson, 0, e.what());
+  }
+}
+
+Result<VmConfig, ConfigErr> load_config_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail_errno(ConfigError::kFile, path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return fail_errno(ConfigError::kFile, path);
+  if (S_ISDIR(st.st_mode)) return fail(ConfigError::kFile, EISDIR, path);
+  if (st.st_size > kMaxConfigBytes) {
+    return fail(ConfigError::kInvalid, 0, path + ": too large for a config file (over 1 MiB)");
+  }
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail_errno(ConfigError::kFile, path);
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > static_cast<size_t>(kMaxConfigBytes)) {
+      return fail(ConfigError::kInvalid, 0, path + ": too large for a config file (over 1 MiB)");
+    }
+  }
+  auto cfg = parse_config_json(text, std::filesystem::path(path).parent_path().string());
+  if (!cfg) {
+    ConfigErr err = std::move(cfg).error();
+    err.context = path + ": " + err.context;
+    return Unexpected<ConfigErr>{std::move(err)};
+  }
+  return cfg;
+}
+
+}  // namespace kindling::vmm
