@@ -188,6 +188,12 @@ uint32_t MmioTransport::read_register(uint64_t offset) const {
       return status();
     case VIRTIO_MMIO_CONFIG_GENERATION:
       return config_generation_.load(std::memory_order_acquire);
+    case VIRTIO_MMIO_SHM_LEN_LOW:
+    case VIRTIO_MMIO_SHM_LEN_HIGH:
+    case VIRTIO_MMIO_SHM_BASE_LOW:
+    case VIRTIO_MMIO_SHM_BASE_HIGH:
+      // No shared memory regions: a length of -1 means "no such region" (spec 4.2.2).
+      return 0xFFFF'FFFFu;
     default:
       // Write-only and legacy registers read as 0.
       return 0;

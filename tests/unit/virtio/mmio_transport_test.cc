@@ -138,6 +138,9 @@ TEST_F(TransportTest, IdentityRegisters) {
   EXPECT_EQ(rd(VIRTIO_MMIO_VENDOR_ID), kMmioVendorId);
   EXPECT_EQ(rd(VIRTIO_MMIO_STATUS), 0u);
   EXPECT_EQ(rd(VIRTIO_MMIO_INTERRUPT_STATUS), 0u);
+  // No shared memory regions: length -1.
+  EXPECT_EQ(rd(VIRTIO_MMIO_SHM_LEN_LOW), 0xFFFFFFFFu);
+  EXPECT_EQ(rd(VIRTIO_MMIO_SHM_LEN_HIGH), 0xFFFFFFFFu);
   // Write-only registers read as zero.
   EXPECT_EQ(rd(VIRTIO_MMIO_QUEUE_NOTIFY), 0u);
   EXPECT_EQ(rd(VIRTIO_MMIO_DRIVER_FEATURES), 0u);
