@@ -1,0 +1,321 @@
+#include "vmm/emulation_assist.h"
+
+#include <asm/processor-flags.h>
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <vector>
+
+namespace kindling::vmm {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+DecodedInsn decode64(const Bytes& b) {
+  return decode_for_assist(b, CodeMode::k64);
+}
+
+// ---- decoder table -------------------------------------------------------------------------
+
+struct SimpleCase {
+  Bytes bytes;
+  AssistKind kind;
+  uint8_t length;
+};
+
+class DecodeSimpleTest : public ::testing::TestWithParam<SimpleCase> {};
+
+TEST_P(DecodeSimpleTest, KindAndLength) {
+  const SimpleCase& c = GetParam();
+  const DecodedInsn d = decode64(c.bytes);
+  EXPECT_EQ(d.kind, c.kind) << to_string(d.kind);
+  if (c.kind != AssistKind::kUnknown) {
+    EXPECT_EQ(d.length, c.length);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, DecodeSimpleTest,
+    ::testing::Values(SimpleCase{{0xcc}, AssistKind::kInt3, 1},
+                      SimpleCase{{0xcc, 0x90, 0x90}, AssistKind::kInt3, 1},
+                      SimpleCase{{0x0f, 0x0b}, AssistKind::kUd2, 2},
+                      SimpleCase{{0x0f, 0x01, 0xca}, AssistKind::kClac, 3},
+                      SimpleCase{{0x0f, 0x01, 0xcb}, AssistKind::kStac, 3},
+                      SimpleCase{{0x9b}, AssistKind::kFwait, 1},
+                      SimpleCase{{0x9b, 0xdf, 0xe0}, AssistKind::kFwait, 1},
+                      // not handled: xgetbv, xsave, nop, vmcall, a truncated clac, empty
+                      SimpleCase{{0x0f, 0x01, 0xd0}, AssistKind::kUnknown, 0},
+                      SimpleCase{{0x0f, 0xae, 0x27}, AssistKind::kUnknown, 0},
+                      SimpleCase{{0x90}, AssistKind::kUnknown, 0},
+                      SimpleCase{{0x0f, 0x01, 0xc1}, AssistKind::kUnknown, 0},
+                      SimpleCase{{0x0f, 0x01}, AssistKind::kUnknown, 0},
+                      SimpleCase{{}, AssistKind::kUnknown, 0},
+                      // clac/stac with a mandatory prefix are other instructions
+                      SimpleCase{{0xf3, 0x0f, 0x01, 0xca}, AssistKind::kUnknown, 0},
+                      // a lock prefix makes any of them #UD: not ours to emulate
+                      SimpleCase{{0xf0, 0x0f, 0x01, 0xca}, AssistKind::kUnknown, 0},
+                      // popcnt without F3 is not popcnt (0F B8 is JMPE/invalid)
+                      SimpleCase{{0x0f, 0xb8, 0xc0}, AssistKind::kUnknown, 0},
+                      // F2 with F3 is not popcnt
+                      SimpleCase{{0xf2, 0xf3, 0x0f, 0xb8, 0xc0}, AssistKind::kUnknown, 0}));
+
+TEST(DecodePopcntTest, Register32) {
+  const DecodedInsn d = decode64({0xf3, 0x0f, 0xb8, 0xc7});  // popcnt eax, edi
+  ASSERT_EQ(d.kind, AssistKind::kPopcnt);
+  EXPECT_EQ(d.length, 4);
+  EXPECT_EQ(d.op_size, 4);
+  EXPECT_EQ(d.dst_reg, 0);
+  EXPECT_FALSE(d.src_is_mem);
+  EXPECT_EQ(d.src_reg, 7);
+}
+
+TEST(DecodePopcntTest, Register64WithRexW) {
+  const DecodedInsn d = decode64({0xf3, 0x48, 0x0f, 0xb8, 0xc7});  // popcnt rax, rdi
+  ASSERT_EQ(d.kind, AssistKind::kPopcnt);
+  EXPECT_EQ(d.length, 5);
+  EXPECT_EQ(d.op_size, 8);
+  EXPECT_EQ(d.dst_reg, 0);
+  EXPECT_EQ(d.src_reg, 7);
+}
+
+TEST(DecodePopcntTest, RexRAndRexBSelectHighRegisters) {
+  const DecodedInsn d = decode64({0xf3, 0x4d, 0x0f, 0xb8, 0xc8});  // popcnt r9, r8
+  ASSERT_EQ(d.kind, AssistKind::kPopcnt);
+  EXPECT_EQ(d.op_size, 8);
+  EXPECT_EQ(d.dst_reg, 9);
+  EXPECT_EQ(d.src_reg, 8);
+}
+
+TEST(DecodePopcntTest, OperandSizePrefixGives16Bit) {
+  const DecodedInsn d = decode64({0x66, 0xf3, 0x0f, 0xb8, 0xc1});  // popcnt ax, cx
+  ASSERT_EQ(d.kind, AssistKind::kPopcnt);
+  EXPECT_EQ(d.length, 5);
+  EXPECT_EQ(d.op_size, 2);
+  EXPECT_EQ(d.src_reg, 1);
+}
+
+TEST(DecodePopcntTest, MemoryBaseWithSibAndDisp8) {
+  // popcnt rax, [rsp + 8]
+  const DecodedInsn d = decode64({0xf3, 0x48, 0x0f, 0xb8, 0x44, 0x24, 0x08});
+  ASSERT_EQ(d.kind, AssistKind::kPopcnt);
+  EXPECT_EQ(d.length, 7);
+  EXPECT_TRUE(d.src_is_mem);
+  EXPECT_EQ(d.mem.base, 4);
+  EXPECT_EQ(d.mem.index, -1);
+  EXPECT_EQ(d.mem.disp, 8);
+}
+
+TEST(DecodePopcntTest, MemoryIndexScaleAndDisp32) {
+  // popcnt ecx, [rbx + r12*4 - 0x100] (REX.X for r12)
+  const DecodedInsn d = decode64({0xf3, 0x42, 0x0f, 0xb8, 0x8c, 0xa3, 0x00, 0xff, 0xff, 0xff});
+  ASSERT_EQ(d.kind, AssistKind::kPopcnt);
+  EXPECT_EQ(d.length, 10);
+  EXPECT_EQ(d.dst_reg, 1);
+  EXPECT_EQ(d.mem.base, 3);
+  EXPECT_EQ(d.mem.index, 12);
+  EXPECT_EQ(d.mem.scale, 4);
+  EXPECT_EQ(d.mem.disp, -0x100);
+}
+
+TEST(DecodePopcntTest, RipRelative) {
+  const DecodedInsn d = decode64({0xf3, 0x48, 0x0f, 0xb8, 0x05, 0x10, 0x00, 0x00, 0x00});
+  ASSERT_EQ(d.kind, AssistKind::kPopcnt);
+  EXPECT_EQ(d.length, 9);
+  EXPECT_TRUE(d.mem.rip_relative);
+  EXPECT_EQ(d.mem.base, -1);
+  EXPECT_EQ(d.mem.disp, 0x10);
+}
+
+TEST(DecodePopcntTest, TruncatedBytesAreUnknown) {
+  EXPECT_EQ(decode64({0xf3, 0x48, 0x0f, 0xb8}).kind, AssistKind::kUnknown);
+  EXPECT_EQ(decode64({0xf3, 0x48, 0x0f, 0xb8, 0x44, 0x24}).kind, AssistKind::kUnknown);
+  EXPECT_EQ(decode64({0xf3, 0x48, 0x0f, 0xb8, 0x05, 0x10, 0x00}).kind, AssistKind::kUnknown);
+}
+
+TEST(DecodePopcntTest, In32BitCode0x48IsNotRex) {
+  // In 32-bit code 0x48 is `dec eax`: F3 48 ... is not popcnt.
+  EXPECT_EQ(decode_for_assist(Bytes{0xf3, 0x48, 0x0f, 0xb8, 0xc7}, CodeMode::k32).kind,
+            AssistKind::kUnknown);
+  const DecodedInsn d = decode_for_assist(Bytes{0xf3, 0x0f, 0xb8, 0xc7}, CodeMode::k32);
+  EXPECT_EQ(d.kind, AssistKind::kPopcnt);
+  EXPECT_EQ(d.op_size, 4);
+}
+
+TEST(AssistCasesTest, TableCoversEveryKindOnce) {
+  std::vector<AssistKind> kinds;
+  for (const AssistCase& c : assist_cases()) {
+    EXPECT_NE(std::string(c.why), "");
+    kinds.push_back(c.kind);
+  }
+  for (AssistKind k : {AssistKind::kInt3, AssistKind::kUd2, AssistKind::kClac, AssistKind::kStac,
+                       AssistKind::kPopcnt, AssistKind::kFwait, AssistKind::kUnknown}) {
+    EXPECT_EQ(std::count(kinds.begin(), kinds.end(), k), 1) << to_string(k);
+  }
+}
+
+// ---- popcnt semantics ----------------------------------------------------------------------
+
+TEST(PopcntApplyTest, CountsAndSetsFlags) {
+  const uint64_t all_arith =
+      X86_EFLAGS_OF | X86_EFLAGS_SF | X86_EFLAGS_ZF | X86_EFLAGS_AF | X86_EFLAGS_CF | X86_EFLAGS_PF;
+  PopcntResult r = popcnt_apply(0xff00ff00ff00ff00ULL, 8, X86_EFLAGS_FIXED | all_arith);
+  EXPECT_EQ(r.value, 32u);
+  EXPECT_EQ(r.rflags, uint64_t{X86_EFLAGS_FIXED});
+  r = popcnt_apply(0xffffffff00000000ULL, 4, X86_EFLAGS_FIXED | X86_EFLAGS_IF);
+  EXPECT_EQ(r.value, 0u);
+  EXPECT_EQ(r.rflags, uint64_t{X86_EFLAGS_FIXED | X86_EFLAGS_IF | X86_EFLAGS_ZF});
+  r = popcnt_apply(0x1ffff, 2, X86_EFLAGS_FIXED);
+  EXPECT_EQ(r.value, 16u);
+}
+
+// ---- the assist through a fake vCPU --------------------------------------------------------
+
+class FakeCpu : public AssistCpu {
+ public:
+  Result<kvm_regs, KvmErr> get_regs() override { return regs; }
+  Result<void, KvmErr> set_regs(const kvm_regs& r) override {
+    regs = r;
+    ++set_regs_calls;
+    return {};
+  }
+  Result<kvm_sregs, KvmErr> get_sregs() override { return sregs; }
+  Result<void, KvmErr> set_sregs(const kvm_sregs& s) override {
+    sregs = s;
+    return {};
+  }
+  Result<void, KvmErr> inject_exception(uint8_t vector) override {
+    injected = vector;
+    return {};
+  }
+  Result<uint64_t, KvmErr> get_msr(uint32_t) override { return uint64_t{0}; }
+
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  std::optional<uint8_t> injected;
+  int set_regs_calls = 0;
+};
+
+// 64-bit code with an identity map of the first 2 MiB (PML4 0x1000, PDPT 0x2000, PD 0x3000).
+class AssistTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto m = GuestMemory::create({{0, 4ULL << 20}});
+    ASSERT_TRUE(m);
+    mem_ = std::make_unique<GuestMemory>(std::move(*m));
+    ASSERT_TRUE(mem_->write_obj(GuestAddress(0x1000), uint64_t{0x2000 | 1}));
+    ASSERT_TRUE(mem_->write_obj(GuestAddress(0x2000), uint64_t{0x3000 | 1}));
+    ASSERT_TRUE(mem_->write_obj(GuestAddress(0x3000), uint64_t{0x0 | 1 | 0x80}));
+    cpu_.sregs.cr0 = X86_CR0_PE | X86_CR0_PG;
+    cpu_.sregs.cr3 = 0x1000;
+    cpu_.sregs.cr4 = X86_CR4_PAE;
+    cpu_.sregs.efer = (1 << 8) | (1 << 10);
+    cpu_.sregs.cs.l = 1;
+    cpu_.regs.rip = 0x10000;
+    cpu_.regs.rflags = X86_EFLAGS_FIXED;
+  }
+  AssistOutcome run(const Bytes& exit_bytes) {
+    return assist_emulation_failure(cpu_, *mem_, exit_bytes);
+  }
+  std::unique_ptr<GuestMemory> mem_;
+  FakeCpu cpu_;
+};
+
+TEST_F(AssistTest, Int3AdvancesRipAndInjectsBreakpoint) {
+  const AssistOutcome o = run({0xcc});
+  ASSERT_TRUE(o.handled) << o.error;
+  EXPECT_EQ(o.kind, AssistKind::kInt3);
+  EXPECT_EQ(cpu_.regs.rip, 0x10001u);
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(3));
+}
+
+TEST_F(AssistTest, Ud2InjectsInvalidOpcodeWithoutMovingRip) {
+  const AssistOutcome o = run({0x0f, 0x0b});
+  ASSERT_TRUE(o.handled);
+  EXPECT_EQ(cpu_.regs.rip, 0x10000u);
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(6));
+}
+
+TEST_F(AssistTest, ClacAndStacChangeOnlyAc) {
+  cpu_.regs.rflags |= X86_EFLAGS_AC | X86_EFLAGS_IF;
+  ASSERT_TRUE(run({0x0f, 0x01, 0xca}).handled);
+  EXPECT_EQ(cpu_.regs.rflags, uint64_t{X86_EFLAGS_FIXED | X86_EFLAGS_IF});
+  EXPECT_EQ(cpu_.regs.rip, 0x10003u);
+  ASSERT_TRUE(run({0x0f, 0x01, 0xcb}).handled);
+  EXPECT_EQ(cpu_.regs.rflags, uint64_t{X86_EFLAGS_FIXED | X86_EFLAGS_IF | X86_EFLAGS_AC});
+  EXPECT_EQ(cpu_.regs.rip, 0x10006u);
+  EXPECT_FALSE(cpu_.injected);
+}
+
+TEST_F(AssistTest, FwaitSkipsOneByte) {
+  ASSERT_TRUE(run({0x9b}).handled);
+  EXPECT_EQ(cpu_.regs.rip, 0x10001u);
+}
+
+TEST_F(AssistTest, PopcntRegisterForms) {
+  cpu_.regs.rdi = 0xf0f0;
+  cpu_.regs.rax = 0xdeadbeefdeadbeefULL;
+  ASSERT_TRUE(run({0xf3, 0x0f, 0xb8, 0xc7}).handled);  // popcnt eax, edi: zero-extends
+  EXPECT_EQ(cpu_.regs.rax, 8u);
+  EXPECT_EQ(cpu_.regs.rip, 0x10004u);
+  cpu_.regs.r8 = ~0ULL;
+  ASSERT_TRUE(run({0xf3, 0x4d, 0x0f, 0xb8, 0xc8}).handled);  // popcnt r9, r8
+  EXPECT_EQ(cpu_.regs.r9, 64u);
+  cpu_.regs.rcx = 0;
+  cpu_.regs.rax = 0x1234567800005555ULL;
+  ASSERT_TRUE(run({0x66, 0xf3, 0x0f, 0xb8, 0xc1}).handled);  // popcnt ax, cx: keeps the rest
+  EXPECT_EQ(cpu_.regs.rax, 0x1234567800000000ULL);
+  EXPECT_TRUE(cpu_.regs.rflags & X86_EFLAGS_ZF);
+}
+
+TEST_F(AssistTest, PopcntMemoryOperandThroughPageTables) {
+  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x20008), uint64_t{0x7}));
+  cpu_.regs.rsp = 0x20000;
+  ASSERT_TRUE(run({0xf3, 0x48, 0x0f, 0xb8, 0x44, 0x24, 0x08}).handled);  // popcnt rax, [rsp+8]
+  EXPECT_EQ(cpu_.regs.rax, 3u);
+  EXPECT_EQ(cpu_.regs.rip, 0x10007u);
+}
+
+TEST_F(AssistTest, FetchesFromGuestMemoryWhenTheExitHasNoBytes) {
+  const Bytes code = {0x0f, 0x01, 0xca};
+  ASSERT_TRUE(mem_->write(GuestAddress(0x10000), code));
+  const AssistOutcome o = run({});
+  ASSERT_TRUE(o.handled) << o.error;
+  EXPECT_EQ(o.kind, AssistKind::kClac);
+}
+
+TEST_F(AssistTest, UnknownInstructionReportsRipAndBytes) {
+  const AssistOutcome o = run({0x0f, 0xae, 0x27});  // xsave [rdi]
+  EXPECT_FALSE(o.handled);
+  EXPECT_NE(o.error.find("RIP 0x10000"), std::string::npos) << o.error;
+  EXPECT_NE(o.error.find("0f ae 27"), std::string::npos) << o.error;
+  EXPECT_EQ(cpu_.set_regs_calls, 0);
+  EXPECT_FALSE(cpu_.injected);
+}
+
+TEST_F(AssistTest, UnmappedRipIsReportedNotGuessed) {
+  cpu_.regs.rip = 0x40000000;  // PDPT[1] is not present
+  const AssistOutcome o = run({});
+  EXPECT_FALSE(o.handled);
+  EXPECT_NE(o.error.find("(none)"), std::string::npos) << o.error;
+}
+
+TEST(EmulationFailureBytesTest, UsesInstructionBytesOnlyWhenFlagged) {
+  kvm_run run{};
+  run.emulation_failure.suberror = KVM_INTERNAL_ERROR_EMULATION;
+  run.emulation_failure.ndata = 3;
+  run.emulation_failure.flags = KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES;
+  run.emulation_failure.insn_size = 2;
+  run.emulation_failure.insn_bytes[0] = 0x0f;
+  run.emulation_failure.insn_bytes[1] = 0x0b;
+  auto b = emulation_failure_bytes(run);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(b[1], 0x0b);
+  run.emulation_failure.flags = 0;
+  EXPECT_TRUE(emulation_failure_bytes(run).empty());
+  run.emulation_failure.flags = KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES;
+  run.emulation_failure.ndata = 1;
+  EXPECT_TRUE(emulation_failure_bytes(run).empty());
+}
+
+}  // namespace
+}  // namespace kindling::vmm

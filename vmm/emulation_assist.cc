@@ -1,0 +1,392 @@
+#include "vmm/emulation_assist.h"
+
+#include <asm/processor-flags.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cinttypes>
+#include <cstdio>
+
+#include "vmm/page_walk.h"
+
+namespace kindling::vmm {
+namespace {
+
+// The table of handled cases. Each is an instruction KVM's emulator (running guest kernel code
+// on PVM hosts) fails on, and each action is what the CPU itself would have done.
+constexpr std::array<AssistCase, 7> kCases{{
+    {AssistKind::kInt3, "CC", "RIP += 1, inject #BP (vector 3)",
+     "int3 is a trap: the handler sees RIP after the instruction (Linux's int3 self-test)"},
+    {AssistKind::kUd2, "0F 0B", "inject #UD (vector 6), RIP unchanged",
+     "ud2 always raises #UD as a fault (Linux BUG()/WARN() use it)"},
+    {AssistKind::kClac, "0F 01 CA", "RFLAGS.AC = 0, RIP += 3",
+     "SMAP's clac at every kernel entry and user copy; the only effect is on AC"},
+    {AssistKind::kStac, "0F 01 CB", "RFLAGS.AC = 1, RIP += 3",
+     "SMAP's stac before user copies; the only effect is on AC"},
+    {AssistKind::kPopcnt, "F3 [REX] 0F B8 /r", "dst = popcount(src), flags, RIP += length",
+     "the kernel's hweight helpers; register and memory sources are computed exactly"},
+    {AssistKind::kFwait, "9B", "RIP += 1",
+     "fwait only raises pending x87 exceptions, which the guest never has unmasked here"},
+    {AssistKind::kUnknown, "anything else", "stop the VM, report RIP and the bytes",
+     "guessing would corrupt the guest silently"},
+}};
+
+constexpr size_t kMaxInsnLength = 15;
+constexpr uint8_t kVectorBp = 3;  // #BP
+constexpr uint8_t kVectorUd = 6;  // #UD
+constexpr uint64_t kEferLma = 1ULL << 10;
+
+bool is_segment_prefix(uint8_t b) {
+  return b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 || b == 0x65;
+}
+
+struct Prefixes {
+  size_t count = 0;
+  bool opsize = false;
+  bool addr = false;
+  bool rep = false;
+  bool repne = false;
+  bool lock = false;
+  uint8_t segment = 0;
+  uint8_t rex = 0;
+};
+
+Prefixes scan_prefixes(std::span<const uint8_t> b, CodeMode mode) {
+  Prefixes p;
+  for (; p.count < b.size() && p.count < kMaxInsnLength; ++p.count) {
+    uint8_t x = b[p.count];
+    if (x == 0x66) {
+      p.opsize = true;
+    } else if (x == 0x67) {
+      p.addr = true;
+    } else if (x == 0xF3) {
+      p.rep = true;
+    } else if (x == 0xF2) {
+      p.repne = true;
+    } else if (x == 0xF0) {
+      p.lock = true;
+    } else if (is_segment_prefix(x)) {
+      p.segment = x;
+    } else {
+      break;
+    }
+  }
+  // REX counts only directly in front of the opcode, and only in 64-bit code.
+  if (mode == CodeMode::k64 && p.count < b.size() && (b[p.count] & 0xF0) == 0x40) {
+    p.rex = b[p.count++];
+  }
+  return p;
+}
+
+// Decodes the ModRM (+SIB, displacement) at b[pos] into `d`; returns the position after it,
+// or 0 when the bytes run out or the addressing form is not supported.
+size_t decode_modrm(std::span<const uint8_t> b, size_t pos, CodeMode mode, const Prefixes& p,
+                    DecodedInsn& d) {
+  if (pos >= b.size()) return 0;
+  const uint8_t modrm = b[pos++];
+  const uint8_t mod = modrm >> 6;
+  const uint8_t rm = modrm & 7;
+  const uint8_t rex_r = (p.rex & 4) ? 8 : 0, rex_x = (p.rex & 2) ? 8 : 0,
+                rex_b = (p.rex & 1) ? 8 : 0;
+  d.dst_reg = static_cast<uint8_t>(((modrm >> 3) & 7) | rex_r);
+  if (mod == 3) {
+    d.src_reg = static_cast<uint8_t>(rm | rex_b);
+    return pos;
+  }
+  // 16-bit addressing (16-bit code without 67, 32-bit code with it) is not supported.
+  const bool addr16 = (mode == CodeMode::k16) != p.addr;
+  if (addr16) return 0;
+  d.src_is_mem = true;
+  d.mem.addr32 = mode != CodeMode::k64 || p.addr;
+  d.mem.segment = p.segment;
+  size_t disp_bytes = mod == 1 ? 1 : (mod == 2 ? 4 : 0);
+  if (rm == 4) {
+    if (pos >= b.size()) return 0;
+    const uint8_t sib = b[pos++];
+    d.mem.scale = static_cast<uint8_t>(1u << (sib >> 6));
+    const uint8_t index = static_cast<uint8_t>(((sib >> 3) & 7) | rex_x);
+    if (index != 4) d.mem.index = static_cast<int8_t>(index);
+    if ((sib & 7) == 5 && mod == 0) {
+      disp_bytes = 4;  // no base, disp32
+    } else {
+      d.mem.base = static_cast<int8_t>((sib & 7) | rex_b);
+    }
+  } else if (rm == 5 && mod == 0) {
+    disp_bytes = 4;
+    d.mem.rip_relative = mode == CodeMode::k64;
+  } else {
+    d.mem.base = static_cast<int8_t>(rm | rex_b);
+  }
+  if (pos + disp_bytes > b.size()) return 0;
+  if (disp_bytes == 1) {
+    d.mem.disp = static_cast<int8_t>(b[pos]);
+  } else if (disp_bytes == 4) {
+    uint32_t v = static_cast<uint32_t>(b[pos]) | static_cast<uint32_t>(b[pos + 1]) << 8 |
+                 static_cast<uint32_t>(b[pos + 2]) << 16 | static_cast<uint32_t>(b[pos + 3]) << 24;
+    d.mem.disp = static_cast<int32_t>(v);
+  }
+  return pos + disp_bytes;
+}
+
+DecodedInsn decode_popcnt(std::span<const uint8_t> b, size_t pos, CodeMode mode,
+                          const Prefixes& p) {
+  DecodedInsn d;
+  if (!p.rep || p.repne || p.lock) return {};
+  if (p.rex & 8) {
+    d.op_size = 8;
+  } else {
+    d.op_size = (mode == CodeMode::k16) != p.opsize ? 2 : 4;
+  }
+  size_t end = decode_modrm(b, pos, mode, p, d);
+  if (end == 0 || end > kMaxInsnLength) return {};
+  d.kind = AssistKind::kPopcnt;
+  d.length = static_cast<uint8_t>(end);
+  return d;
+}
+
+DecodedInsn simple(AssistKind kind, size_t length) {
+  DecodedInsn d;
+  d.kind = kind;
+  d.length = static_cast<uint8_t>(length);
+  return d;
+}
+
+// kvm_regs in the x86 GPR numbering (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8..r15).
+__u64& gpr(kvm_regs& r, int n) {
+  switch (n) {
+    case 0:
+      return r.rax;
+    case 1:
+      return r.rcx;
+    case 2:
+      return r.rdx;
+    case 3:
+      return r.rbx;
+    case 4:
+      return r.rsp;
+    case 5:
+      return r.rbp;
+    case 6:
+      return r.rsi;
+    case 7:
+      return r.rdi;
+    case 8:
+      return r.r8;
+    case 9:
+      return r.r9;
+    case 10:
+      return r.r10;
+    case 11:
+      return r.r11;
+    case 12:
+      return r.r12;
+    case 13:
+      return r.r13;
+    case 14:
+      return r.r14;
+    default:
+      return r.r15;
+  }
+}
+
+const kvm_segment& segment_for(const kvm_sregs& s, const MemOperand& m) {
+  switch (m.segment) {
+    case 0x26:
+      return s.es;
+    case 0x2E:
+      return s.cs;
+    case 0x36:
+      return s.ss;
+    case 0x3E:
+      return s.ds;
+    case 0x64:
+      return s.fs;
+    case 0x65:
+      return s.gs;
+    default:
+      return (m.base == 4 || m.base == 5) ? s.ss : s.ds;
+  }
+}
+
+// The linear address of a memory operand (64-bit code ignores all bases but FS and GS).
+uint64_t linear_address(const kvm_regs& regs, const kvm_sregs& sregs, const DecodedInsn& d,
+                        CodeMode mode) {
+  kvm_regs r = regs;
+  const MemOperand& m = d.mem;
+  uint64_t ea = static_cast<uint64_t>(m.disp);
+  if (m.base >= 0) ea += gpr(r, m.base);
+  if (m.index >= 0) ea += gpr(r, m.index) * m.scale;
+  if (m.rip_relative) ea += regs.rip + d.length;
+  if (m.addr32) ea &= 0xffffffffULL;
+  const bool seg_applies = mode != CodeMode::k64 || m.segment == 0x64 || m.segment == 0x65;
+  return seg_applies ? ea + segment_for(sregs, m).base : ea;
+}
+
+CodeMode code_mode(const kvm_sregs& s) {
+  if ((s.efer & kEferLma) != 0 && s.cs.l) return CodeMode::k64;
+  return s.cs.db ? CodeMode::k32 : CodeMode::k16;
+}
+
+std::string describe(uint64_t rip, std::span<const uint8_t> bytes, const std::string& why) {
+  std::string out;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "0x%" PRIx64, rip);
+  out = std::string("emulation failure at RIP ") + buf + ", bytes";
+  if (bytes.empty()) out += " (none)";
+  for (uint8_t b : bytes) {
+    std::snprintf(buf, sizeof(buf), " %02x", b);
+    out += buf;
+  }
+  return out + ": " + why;
+}
+
+AssistOutcome failed(AssistKind kind, std::string error) {
+  AssistOutcome o;
+  o.kind = kind;
+  o.error = std::move(error);
+  return o;
+}
+
+// Reads up to 15 instruction bytes at CS:RIP; a fetch that crosses into an unmapped page keeps
+// what the first page holds.
+size_t fetch_bytes(const GuestMemory& mem, const kvm_regs& regs, const kvm_sregs& sregs,
+                   CodeMode mode, std::array<uint8_t, kMaxInsnLength>& out) {
+  const PagingState ps{sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer};
+  uint64_t linear = regs.rip + (mode == CodeMode::k64 ? 0 : sregs.cs.base);
+  if (read_linear(mem, ps, linear, out)) return out.size();
+  size_t first = std::min<size_t>(out.size(), 4096 - (linear & 4095));
+  if (read_linear(mem, ps, linear, std::span<uint8_t>(out).first(first))) return first;
+  return 0;
+}
+
+}  // namespace
+
+const char* to_string(AssistKind k) {
+  switch (k) {
+    case AssistKind::kUnknown:
+      return "unknown";
+    case AssistKind::kInt3:
+      return "int3";
+    case AssistKind::kUd2:
+      return "ud2";
+    case AssistKind::kClac:
+      return "clac";
+    case AssistKind::kStac:
+      return "stac";
+    case AssistKind::kPopcnt:
+      return "popcnt";
+    case AssistKind::kFwait:
+      return "fwait";
+  }
+  return "unknown";
+}
+
+std::span<const AssistCase> assist_cases() {
+  return kCases;
+}
+
+DecodedInsn decode_for_assist(std::span<const uint8_t> bytes, CodeMode mode) {
+  const Prefixes p = scan_prefixes(bytes, mode);
+  size_t i = p.count;
+  if (i >= bytes.size()) return {};
+  const bool mandatory = p.opsize || p.rep || p.repne;
+  const uint8_t op = bytes[i];
+  if (op == 0xCC && !p.lock) return simple(AssistKind::kInt3, i + 1);
+  if (op == 0x9B && !p.lock) return simple(AssistKind::kFwait, i + 1);
+  if (op != 0x0F || i + 1 >= bytes.size()) return {};
+  const uint8_t op2 = bytes[i + 1];
+  if (op2 == 0x0B) return simple(AssistKind::kUd2, i + 2);
+  if (op2 == 0x01 && i + 2 < bytes.size() && !mandatory && !p.lock) {
+    if (bytes[i + 2] == 0xCA) return simple(AssistKind::kClac, i + 3);
+    if (bytes[i + 2] == 0xCB) return simple(AssistKind::kStac, i + 3);
+    return {};
+  }
+  if (op2 == 0xB8) return decode_popcnt(bytes, i + 2, mode, p);
+  return {};
+}
+
+PopcntResult popcnt_apply(uint64_t src, uint8_t op_size, uint64_t rflags) {
+  const uint64_t mask = op_size >= 8 ? ~0ULL : (1ULL << (op_size * 8)) - 1;
+  const uint64_t v = src & mask;
+  uint64_t f = rflags & ~static_cast<uint64_t>(X86_EFLAGS_OF | X86_EFLAGS_SF | X86_EFLAGS_ZF |
+                                               X86_EFLAGS_AF | X86_EFLAGS_CF | X86_EFLAGS_PF);
+  if (v == 0) f |= X86_EFLAGS_ZF;
+  return {static_cast<uint64_t>(std::popcount(v)), f};
+}
+
+std::span<const uint8_t> emulation_failure_bytes(const kvm_run& run) {
+  const auto& ef = run.emulation_failure;
+  if (ef.suberror != KVM_INTERNAL_ERROR_EMULATION) return {};
+  // ndata counts u64 words: flags, then insn_size + insn_bytes (16 bytes).
+  if (ef.ndata < 3 || (ef.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) == 0) {
+    return {};
+  }
+  return std::span<const uint8_t>(ef.insn_bytes, std::min<size_t>(ef.insn_size, kMaxInsnLength));
+}
+
+AssistOutcome assist_emulation_failure(AssistCpu& cpu, const GuestMemory& mem,
+                                       std::span<const uint8_t> exit_bytes) {
+  auto regs = cpu.get_regs();
+  if (!regs) return failed(AssistKind::kUnknown, "emulation failure: " + regs.error().message());
+  auto sregs = cpu.get_sregs();
+  if (!sregs) return failed(AssistKind::kUnknown, "emulation failure: " + sregs.error().message());
+  const CodeMode mode = code_mode(*sregs);
+
+  std::array<uint8_t, kMaxInsnLength> fetched{};
+  std::span<const uint8_t> bytes = exit_bytes;
+  if (bytes.empty()) {
+    // GUEST: the guest's page tables locate the instruction; the walk is bounds-checked.
+    bytes = std::span<const uint8_t>(fetched).first(fetch_bytes(mem, *regs, *sregs, mode, fetched));
+  }
+  const DecodedInsn d = decode_for_assist(bytes, mode);
+  kvm_regs r = *regs;
+  switch (d.kind) {
+    case AssistKind::kUnknown:
+      return failed(d.kind, describe(r.rip, bytes, "instruction not handled by the assist"));
+    case AssistKind::kUd2: {
+      auto ok = cpu.inject_exception(kVectorUd);
+      if (!ok) return failed(d.kind, describe(r.rip, bytes, ok.error().message()));
+      return {true, d.kind, {}};
+    }
+    case AssistKind::kInt3: {
+      r.rip += d.length;
+      auto ok = cpu.set_regs(r);
+      if (ok) ok = cpu.inject_exception(kVectorBp);
+      if (!ok) return failed(d.kind, describe(regs->rip, bytes, ok.error().message()));
+      return {true, d.kind, {}};
+    }
+    case AssistKind::kClac:
+    case AssistKind::kStac:
+      r.rflags =
+          d.kind == AssistKind::kStac ? (r.rflags | X86_EFLAGS_AC) : (r.rflags & ~X86_EFLAGS_AC);
+      break;
+    case AssistKind::kFwait:
+      break;
+    case AssistKind::kPopcnt: {
+      uint64_t src = 0;
+      if (d.src_is_mem) {
+        const PagingState ps{sregs->cr0, sregs->cr3, sregs->cr4, sregs->efer};
+        const uint64_t linear = linear_address(r, *sregs, d, mode);
+        // GUEST: a guest-chosen address, read through the checked page walk.
+        auto rd = read_linear(mem, ps, linear,
+                              std::span<uint8_t>(reinterpret_cast<uint8_t*>(&src), d.op_size));
+        if (!rd)
+          return failed(d.kind, describe(r.rip, bytes, "popcnt source: " + rd.error().message()));
+      } else {
+        src = gpr(r, d.src_reg);
+      }
+      const PopcntResult res = popcnt_apply(src, d.op_size, r.rflags);
+      __u64& dst = gpr(r, d.dst_reg);
+      dst = d.op_size == 2 ? ((dst & ~0xffffULL) | res.value) : res.value;
+      r.rflags = res.rflags;
+      break;
+    }
+  }
+  r.rip += d.length;
+  auto ok = cpu.set_regs(r);
+  if (!ok) return failed(d.kind, describe(regs->rip, bytes, ok.error().message()));
+  return {true, d.kind, {}};
+}
+
+}  // namespace kindling::vmm

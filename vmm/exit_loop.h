@@ -1,0 +1,48 @@
+// The per-vCPU exit loop: KVM_RUN, then dispatch the exit to the buses, the emulation assist
+// or the stop logic, until the VM is asked to stop.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "vmm/bus.h"
+#include "vmm/emulation_assist.h"
+#include "vmm/guest_memory.h"
+#include "vmm/stop.h"
+#include "vmm/vcpu.h"
+
+namespace kindling::vmm {
+
+// How often each kind of exit happened (one vCPU, or several merged).
+struct ExitStats {
+  uint64_t pio = 0;
+  uint64_t mmio = 0;
+  uint64_t hlt = 0;
+  uint64_t interrupted = 0;  // EINTR / EAGAIN / KVM_EXIT_INTR
+  uint64_t system_event = 0;
+  uint64_t shutdown = 0;
+  uint64_t internal_error = 0;
+  uint64_t other = 0;
+  std::array<uint64_t, 7> assisted{};  // indexed by AssistKind
+
+  // Adds `o` into this.
+  void merge(const ExitStats& o);
+  // "pio=12 mmio=0 ... assist[int3]=1": one line for the info log.
+  std::string summary() const;
+};
+
+// What the loop dispatches to. All must outlive the loop.
+struct ExitLoopDeps {
+  const Bus& pio;
+  const Bus& mmio;
+  const GuestMemory& mem;
+  StopControl& stop;
+};
+
+// Runs `vcpu` until deps.stop.requested(); every fatal exit (triple fault, an emulation failure
+// the assist cannot handle, entry failure, a KVM error) requests the stop itself with its exit
+// status and a one-line detail. Call on the vCPU's own thread.
+ExitStats run_exit_loop(Vcpu& vcpu, const ExitLoopDeps& deps);
+
+}  // namespace kindling::vmm

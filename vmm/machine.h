@@ -1,0 +1,137 @@
+// The VM builder and runner: VmConfig -> guest memory, KVM VM with irqchip and PIT, platform
+// devices on the buses, kernel loaded, vCPUs set up; then vCPU threads until a stop.
+//
+// Build order (explicit, no registration magic):
+//   Machine::create()        KVM checks, VM, TSS, irqchip, PIT, RAM slots, legacy devices
+//   attach_mmio_device()...  MMIO devices (virtio-mmio), each with its cmdline fragment
+//   boot()                   kernel + initrd + cmdline loaded, vCPUs created and set up
+//   run()                    vCPU threads, wait for a stop, tear down, exit status
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/bus_device.h"
+#include "common/event_fd.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "devices/console_input.h"
+#include "devices/serial.h"
+#include "vmm/bus.h"
+#include "vmm/config.h"
+#include "vmm/exit_loop.h"
+#include "vmm/guest_memory.h"
+#include "vmm/kvm.h"
+#include "vmm/stop.h"
+#include "vmm/vcpu.h"
+
+namespace kindling::vmm {
+
+// Which build step failed; the error context holds the whole user-facing line.
+enum class MachineError {
+  kKvmUnusable,  // /dev/kvm missing, no permission, wrong API, missing capability (exit 2)
+  kKvm,          // a KVM call failed while building (exit 1)
+  kMemory,       // guest RAM could not be mapped (exit 2: the size asked for)
+  kBoot,         // kernel/initrd/cmdline rejected by the boot loader (exit 2)
+  kDevice,       // a device or its wiring failed (exit 1)
+  kConsoleLog,   // --console-log cannot be opened (exit 2)
+  kState,        // a call out of order (attach after boot, boot twice)
+};
+// Empty: the context of a MachineErr already reads as one line.
+const char* to_string(MachineError e);
+using MachineErr = Error<MachineError>;
+// The `kindling run` exit status for a build error (2 for bad input or unusable KVM, else 1).
+int exit_code_for(const MachineErr& e);
+
+// Host facts the builder adapts to.
+struct MachineOptions {
+  bool pvm_host = false;     // append HOST.md's switches (noxsave) and hide XSAVE in CPUID
+  int console_input_fd = 0;  // host fd feeding the UART (stdin); < 0 for none
+};
+
+// The default kernel command line (layout.md) when the config gives none.
+inline constexpr const char* kDefaultCmdline =
+    "console=ttyS0 reboot=k panic=-1 acpi=off pci=off quiet";
+// Pure: the command line the guest gets: the configured one (or the default), then each
+// device fragment, then `noxsave` on PVM hosts unless already present.
+std::string compose_cmdline(const std::optional<std::string>& configured,
+                            const std::vector<std::string>& fragments, bool pvm_host);
+
+// How a run ended.
+struct RunResult {
+  int exit_code = 0;
+  StopReason reason = StopReason::kHostError;
+  std::string detail;  // e.g. "vCPU 0: triple fault ..." for the error line
+  ExitStats stats;     // all vCPUs merged
+  uint64_t unclaimed_pio = 0;
+  uint64_t unclaimed_mmio = 0;
+};
+
+// One VM. Not movable: devices and threads hold references into it.
+class Machine {
+ public:
+  // Everything up to (not including) the kernel: see the file comment.
+  static Result<std::unique_ptr<Machine>, MachineErr> create(const VmConfig& config,
+                                                             const MachineOptions& opts);
+  // create() + boot(): the whole VM for configs with nothing to attach.
+  static Result<std::unique_ptr<Machine>, MachineErr> build(const VmConfig& config,
+                                                            const MachineOptions& opts);
+  // Stops and joins any running vCPU threads.
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  // Puts `device` on the MMIO bus at [base, base+len) and appends `cmdline_fragment` (may be
+  // empty) to the kernel command line. Before boot() only.
+  Result<void, MachineErr> attach_mmio_device(uint64_t base, uint64_t len,
+                                              std::shared_ptr<BusDevice> device,
+                                              std::string cmdline_fragment);
+  // Loads the kernel, creates and sets up the vCPUs (BSP in long mode, APs waiting for SIPI).
+  Result<void, MachineErr> boot();
+  // Starts the vCPU threads and console input, waits for a stop request, a termination signal
+  // read from `signal_fd` (from setup_stop_signals(); -1 for none) or the config's timeout,
+  // stops every vCPU, joins, restores the terminal, and reports.
+  RunResult run(int signal_fd);
+
+  // For device wiring (ioeventfd/irqfd registration) before run().
+  const Vm& vm() const { return vm_; }
+  const GuestMemory& memory() const { return mem_; }
+  StopControl& stop_control() { return stop_; }
+
+ private:
+  Machine(const VmConfig& config, const MachineOptions& opts, Kvm kvm, Vm vm, GuestMemory mem,
+          EventFd stop_wakeup, EventFd serial_irq);
+  Result<void, MachineErr> setup_kvm();
+  Result<void, MachineErr> setup_devices();
+  Result<void, MachineErr> setup_vcpus(const struct BootEntry& entry);
+  void start_vcpu_threads();
+  void wait_for_stop(int signal_fd);
+  void stop_and_join();
+
+  VmConfig config_;
+  MachineOptions opts_;
+  StopControl stop_;
+  Kvm kvm_;
+  GuestMemory mem_;
+  Vm vm_;  // after mem_: the VM goes first, while its memory slots are still mapped
+  Bus pio_{"pio"};
+  Bus mmio_{"mmio"};
+  std::vector<std::string> cmdline_fragments_;
+  UniqueFd console_log_fd_;
+  EventFd serial_irq_;
+  std::shared_ptr<devices::Serial> serial_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  bool booted_ = false;
+  double build_seconds_ = 0;
+  // Filled by the vCPU threads; read after join.
+  std::vector<ExitStats> stats_;
+  std::unique_ptr<std::atomic<bool>[]> vcpu_done_;
+  std::unique_ptr<devices::ConsoleInput> console_;  // after serial_: it feeds serial_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace kindling::vmm
