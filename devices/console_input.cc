@@ -52,7 +52,14 @@ Result<std::unique_ptr<ConsoleInput>, ConsoleErr> ConsoleInput::start(Serial& se
   if (!stop) return fail(ConsoleError::kEventFd, stop.error().sys_errno, "console");
   std::unique_ptr<ConsoleInput> console(new ConsoleInput(serial, input_fd, std::move(*stop)));
 
-  if (input_fd >= 0 && ::isatty(input_fd) && g_saved_fd.load() < 0) {
+  const bool tty = input_fd >= 0 && ::isatty(input_fd);
+  const pid_t foreground = tty ? ::tcgetpgrp(input_fd) : -1;
+  if (foreground >= 0 && foreground != ::getpgrp()) {
+    // A background job that reads or reconfigures its controlling terminal is stopped by
+    // SIGTTIN/SIGTTOU: leave the terminal alone and take no input.
+    KLOG_INFO("console: kindling runs in the background; guest console input is off");
+    console->input_fd_ = -1;
+  } else if (tty && g_saved_fd.load() < 0) {
     termios raw{};
     if (::tcgetattr(input_fd, &raw) != 0) {
       return fail_errno(ConsoleError::kTerminal, "console");

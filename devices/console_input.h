@@ -21,6 +21,7 @@ using ConsoleErr = Error<ConsoleError>;
 // this object; output processing and signal keys (Ctrl-C, Ctrl-\) keep working, so Ctrl-C
 // stops kindling rather than the guest's foreground program. The thread poll()s the input
 // and a stop eventfd; it stops reading at EOF (a closed stdin or /dev/null costs nothing).
+// Started as a background job of its terminal, it leaves the terminal alone and reads nothing.
 class ConsoleInput {
  public:
   // Starts feeding `serial` (which must outlive this object) from `input_fd` (not owned).

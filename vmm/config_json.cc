@@ -5,9 +5,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <initializer_list>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <vector>
 
 #include "common/unique_fd.h"
 
@@ -307,6 +311,62 @@ Result<VmConfig, ConfigErr> parse_root(const json& root, const std::string& base
   return cfg;
 }
 
+// Finds the first key that appears twice in one object while nlohmann parses (it would keep
+// the last silently; Firecracker's parser rejects duplicates). Tracks the JSON path as it goes.
+class DuplicateKeyFinder {
+ public:
+  bool operator()(int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        frames_.push_back(Frame{true, {}, {}, 0});
+        break;
+      case json::parse_event_t::array_start:
+        frames_.push_back(Frame{false, {}, {}, 0});
+        break;
+      case json::parse_event_t::key:
+        if (!frames_.empty() && parsed.is_string()) {
+          Frame& top = frames_.back();
+          top.key = parsed.get<std::string>();
+          if (!top.keys.insert(top.key).second && !duplicate_) duplicate_ = path();
+        }
+        break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        if (!frames_.empty()) frames_.pop_back();
+        element_done();
+        break;
+      case json::parse_event_t::value:
+        element_done();
+        break;
+    }
+    return true;
+  }
+
+  // The path of the first duplicate key, if any.
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
+
+ private:
+  struct Frame {
+    bool object;
+    std::set<std::string> keys;
+    std::string key;  // objects: the member being parsed
+    size_t index;     // arrays: the element being parsed
+  };
+
+  void element_done() {
+    if (!frames_.empty() && !frames_.back().object) ++frames_.back().index;
+  }
+
+  std::string path() const {
+    std::string p;
+    for (const Frame& f : frames_) p = f.object ? child(p, f.key) : item(p, f.index);
+    return p;
+  }
+
+  std::vector<Frame> frames_;
+  std::optional<std::string> duplicate_;
+};
+
 // nlohmann's message without its "[json.exception.parse_error.101] parse error" prefix.
 std::string describe_parse_error(const json::exception& e) {
   std::string what = e.what();
@@ -324,10 +384,14 @@ std::string describe_parse_error(const json::exception& e) {
 
 Result<VmConfig, ConfigErr> parse_config_json(std::string_view text, const std::string& base_dir) {
   json root;
+  DuplicateKeyFinder duplicates;
   try {
-    root = json::parse(text);
+    root = json::parse(text, std::ref(duplicates));
   } catch (const json::exception& e) {
     return fail(ConfigError::kJson, 0, describe_parse_error(e));
+  }
+  if (duplicates.duplicate()) {
+    return fail(ConfigError::kInvalid, 0, *duplicates.duplicate() + ": duplicate key");
   }
   try {
     return parse_root(root, base_dir);

@@ -278,6 +278,24 @@ TEST(ConfigJson, SyntaxErrorNamesLineAndColumn) {
       << cfg.error().message();
 }
 
+TEST(ConfigJson, DuplicateKeysAreRejectedWithTheirPath) {
+  auto top = parse_config_json(R"({"stats": true, "stats": false})", "");
+  ASSERT_FALSE(top);
+  EXPECT_EQ(top.error().message(), "stats: duplicate key");
+  auto nested = parse_config_json(R"({"boot-source": {"kernel_image_path": "k"},
+      "drives": [{"drive_id": "a", "path_on_host": "a", "is_root_device": false},
+                 {"drive_id": "b", "path_on_host": "b", "is_root_device": false,
+                  "path_on_host": "c"}]})",
+                                  "");
+  ASSERT_FALSE(nested);
+  EXPECT_EQ(nested.error().message(), "drives[1].path_on_host: duplicate key");
+  // The same key in different objects is fine.
+  EXPECT_TRUE(parse_config_json(R"({"boot-source": {"kernel_image_path": "k"},
+      "drives": [{"drive_id": "a", "path_on_host": "a", "is_root_device": false},
+                 {"drive_id": "b", "path_on_host": "b", "is_root_device": false}]})",
+                                ""));
+}
+
 TEST(ConfigJson, TopLevelMustBeAnObject) {
   auto cfg = parse_config_json("[1, 2]", "");
   ASSERT_FALSE(cfg);
