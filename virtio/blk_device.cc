@@ -50,7 +50,9 @@ constexpr uint64_t bit(unsigned n) {
 
 Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::open(
     const BlockOptions& options) {
-  auto image = block::RawImage::open(options.path, options.read_only);
+  block::OpenOptions open_options;
+  open_options.allow_direct = options.direct;
+  auto image = block::RawImage::open(options.path, options.read_only, open_options);
   if (!image) {
     const auto& e = image.error();
     return fail(BlockDeviceError::kImage, e.sys_errno, e.message());
@@ -144,6 +146,7 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
   if (ctx.queues.size() != 1 || ctx.notifies.size() != 1) {
     return fail(DeviceError::kBadQueue, 0, "virtio-blk has exactly one queue");
   }
+  if (!ctx.queues[0].ready()) return fail(DeviceError::kBadQueue, 0, "virtio-blk queue not ready");
   auto stop = EventFd::create();
   if (!stop) return fail(DeviceError::kActivate, stop.error().sys_errno, "virtio-blk stop eventfd");
   UniqueFd ep(epoll_create1(EPOLL_CLOEXEC));

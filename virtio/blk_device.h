@@ -40,6 +40,7 @@ struct BlockOptions {
   std::string path;               // image file or block device (open() only)
   std::string serial;             // GET_ID answer; empty = derived from the image's dev/inode
   bool read_only = false;         // open read-only and offer VIRTIO_BLK_F_RO
+  bool direct = true;             // O_DIRECT when the filesystem allows it (open() only)
   bool merge = true;              // merge contiguous requests (off: to measure merging)
   uint16_t queue_size = 256;      // the queue's maximum size (a power of two)
   std::string engine = "libaio";  // I/O engine: "libaio" or "sync"

@@ -54,16 +54,15 @@ fio_case() {
 
 declare -A k_iops f_iops
 run_case() {
-  local name=$1 rw=$2 bs=$3 qd=$4 merge=$5
+  local name=$1 rw=$2 bs=$3 qd=$4 merge=$5 ratio ki km ks kmerged fio_iops fio_mbps
   [[ -n ${BENCH_CASES:-} && " $BENCH_CASES " != *" $name "* ]] && return 0
   read -r ki km ks kmerged < <(kindling_case "$rw" "$bs" "$qd" "$merge")
-  read -r fi fm < <(fio_case "$rw" "$bs" "$qd")
+  read -r fio_iops fio_mbps < <(fio_case "$rw" "$bs" "$qd")
   k_iops[$name]=$ki
-  f_iops[$name]=$fi
-  local ratio
-  ratio=$(awk -v a="$ki" -v b="$fi" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')
+  f_iops[$name]=$fio_iops
+  ratio=$(awk -v a="$ki" -v b="$fio_iops" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   printf '%s: kindling %.0f IOPS (%s MB/s), fio %s IOPS (%s MB/s), ratio %s, io_submit calls %s, merged %s\n' \
-    "$name" "$ki" "$km" "$fi" "$fm" "$ratio" "$ks" "$kmerged"
+    "$name" "$ki" "$km" "$fio_iops" "$fio_mbps" "$ratio" "$ks" "$kmerged"
 }
 
 echo "bench: image $image ($fs), ${seconds}s per measurement, $(nproc) CPUs"
@@ -77,7 +76,7 @@ run_case 4k-seqread-qd32-nomerge seqread 4096 32 0
 check() { # NAME CONDITION-TEXT AWK-EXPR
   if awk "BEGIN { exit !($3) }"; then echo "target met: $1 ($2)"; else echo "target MISSED: $1 ($2)"; fi
 }
-ratio_of() { awk -v a="${k_iops[$1]}" -v b="${f_iops[$1]}" 'BEGIN { printf "%.3f", a / b }'; }
+ratio_of() { awk -v a="${k_iops[$1]}" -v b="${f_iops[$1]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
 for c in 4k-randread-qd32 128k-seqread-qd8; do
   [[ -n ${k_iops[$c]:-} ]] && check "$c" "ratio $(ratio_of "$c") >= 0.9" "$(ratio_of "$c") >= 0.9"
 done

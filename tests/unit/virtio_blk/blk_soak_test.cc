@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -38,6 +39,11 @@ struct SoakCase {
   size_t ops;
   bool indirect;
 };
+
+// Readable test names in ctest (instead of the bytes of the struct).
+void PrintTo(const SoakCase& c, std::ostream* os) {
+  *os << c.engine << "/" << c.ops << (c.indirect ? "/indirect" : "");
+}
 
 class BlkSoak : public testing::TestWithParam<SoakCase> {};
 
