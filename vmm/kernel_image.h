@@ -5,6 +5,7 @@
 #include <asm/bootparam.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdint>
 #include <string>
 

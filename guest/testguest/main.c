@@ -23,7 +23,7 @@ void kmain(const struct boot_params* bp) {
   uart_init();
   idt_init();
   pic_disable();
-  /* GUEST: boot_params and the command line are what the VMM wrote. */
+  /* boot_params and the command line are what the VMM wrote (64-bit boot protocol). */
   ctx.cmdline = bp->hdr.cmd_line_ptr ? (const char*)(uintptr_t)bp->hdr.cmd_line_ptr : "";
   mp_read(&ctx.mp);
 
