@@ -5,8 +5,8 @@
 #include <asm/bootparam.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "vmm/boot_loader.h"
