@@ -7,6 +7,7 @@
 #include <bit>
 #include <cinttypes>
 #include <cstdio>
+#include <optional>
 
 #include "vmm/page_walk.h"
 
@@ -15,7 +16,7 @@ namespace {
 
 // The table of handled cases. Each is an instruction KVM's emulator (running guest kernel code
 // on PVM hosts) fails on, and each action is what the CPU itself would have done.
-constexpr std::array<AssistCase, 7> kCases{{
+constexpr std::array<AssistCase, kAssistKindCount> kCases{{
     {AssistKind::kInt3, "CC", "RIP += 1, inject #BP (vector 3)",
      "int3 is a trap: the handler sees RIP after the instruction (Linux's int3 self-test)"},
     {AssistKind::kUd2, "0F 0B", "inject #UD (vector 6), RIP unchanged",
@@ -28,6 +29,10 @@ constexpr std::array<AssistCase, 7> kCases{{
      "the kernel's hweight helpers; register and memory sources are computed exactly"},
     {AssistKind::kFwait, "9B", "RIP += 1",
      "fwait only raises pending x87 exceptions, which the guest never has unmasked here"},
+    {AssistKind::kCmpxchg8b16b, "[F0] [REX.W] 0F C7 /1 (memory)",
+     "compare RDX:RAX with m64/m128 and exchange, atomically on the host mapping",
+     "KVM's emulator refuses cmpxchg16b (Linux SLUB's cmpxchg_double); done with the host's "
+     "own locked cmpxchg so other vCPUs see it atomic"},
     {AssistKind::kUnknown, "anything else", "stop the VM, report RIP and the bytes",
      "guessing would corrupt the guest silently"},
 }};
@@ -141,6 +146,20 @@ DecodedInsn decode_popcnt(std::span<const uint8_t> b, size_t pos, CodeMode mode,
   size_t end = decode_modrm(b, pos, mode, p, d);
   if (end == 0 || end > kMaxInsnLength) return {};
   d.kind = AssistKind::kPopcnt;
+  d.length = static_cast<uint8_t>(end);
+  return d;
+}
+
+// 0F C7 /1 with a memory operand: cmpxchg8b, or cmpxchg16b with REX.W.
+DecodedInsn decode_cmpxchg(std::span<const uint8_t> b, size_t pos, CodeMode mode,
+                           const Prefixes& p) {
+  if (pos >= b.size() || ((b[pos] >> 3) & 7) != 1 || (b[pos] >> 6) == 3) return {};
+  if (p.opsize || p.rep || p.repne) return {};
+  DecodedInsn d;
+  d.op_size = (p.rex & 8) ? 16 : 8;
+  size_t end = decode_modrm(b, pos, mode, p, d);
+  if (end == 0 || end > kMaxInsnLength) return {};
+  d.kind = AssistKind::kCmpxchg8b16b;
   d.length = static_cast<uint8_t>(end);
   return d;
 }
@@ -260,6 +279,51 @@ size_t fetch_bytes(const GuestMemory& mem, const kvm_regs& regs, const kvm_sregs
   return 0;
 }
 
+// Locked compare-exchange of `size` (8 or 16) bytes at `p`: compares with hi:lo; on a match
+// stores new_hi:new_lo and returns true, else loads the memory into hi:lo.
+bool locked_cmpxchg(uint8_t* p, uint8_t size, uint64_t& lo, uint64_t& hi, uint64_t new_lo,
+                    uint64_t new_hi) {
+  bool equal;
+  if (size == 16) {
+    asm volatile("lock cmpxchg16b %1"
+                 : "=@ccz"(equal), "+m"(*reinterpret_cast<unsigned __int128*>(p)), "+a"(lo),
+                   "+d"(hi)
+                 : "b"(new_lo), "c"(new_hi)
+                 : "memory");
+    return equal;
+  }
+  uint64_t expected = (hi << 32) | (lo & 0xffffffffULL);
+  const uint64_t desired = (new_hi << 32) | (new_lo & 0xffffffffULL);
+  equal = __atomic_compare_exchange_n(reinterpret_cast<uint64_t*>(p), &expected, desired, false,
+                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  lo = expected & 0xffffffffULL;
+  hi = expected >> 32;
+  return equal;
+}
+
+// GUEST: cmpxchg8b/16b on a guest-chosen address, found through the checked page walk; the
+// operand must be naturally aligned (cmpxchg16b faults otherwise: not emulated, reported).
+std::optional<std::string> do_cmpxchg(const GuestMemory& mem, const kvm_sregs& sregs, kvm_regs& r,
+                                      const DecodedInsn& d, CodeMode mode) {
+  const PagingState ps{sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer};
+  const uint64_t linear = linear_address(r, sregs, d, mode);
+  if (linear % d.op_size != 0) return std::string("misaligned operand");
+  auto pa = translate_linear(mem, ps, linear);
+  if (!pa) return "operand: " + pa.error().message();
+  auto host = mem.slice(*pa, d.op_size);
+  if (!host) return "operand: " + host.error().message();
+  uint64_t lo = r.rax, hi = r.rdx;
+  const bool equal = locked_cmpxchg(host->data(), d.op_size, lo, hi, r.rbx, r.rcx);
+  if (equal) {
+    r.rflags |= X86_EFLAGS_ZF;
+  } else {
+    r.rflags &= ~static_cast<uint64_t>(X86_EFLAGS_ZF);
+    r.rax = lo;
+    r.rdx = hi;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 const char* to_string(AssistKind k) {
@@ -278,6 +342,8 @@ const char* to_string(AssistKind k) {
       return "popcnt";
     case AssistKind::kFwait:
       return "fwait";
+    case AssistKind::kCmpxchg8b16b:
+      return "cmpxchg8b/16b";
   }
   return "unknown";
 }
@@ -303,6 +369,7 @@ DecodedInsn decode_for_assist(std::span<const uint8_t> bytes, CodeMode mode) {
     return {};
   }
   if (op2 == 0xB8) return decode_popcnt(bytes, i + 2, mode, p);
+  if (op2 == 0xC7) return decode_cmpxchg(bytes, i + 2, mode, p);
   return {};
 }
 
@@ -362,6 +429,11 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const GuestMemory& mem,
           d.kind == AssistKind::kStac ? (r.rflags | X86_EFLAGS_AC) : (r.rflags & ~X86_EFLAGS_AC);
       break;
     case AssistKind::kFwait:
+      break;
+    case AssistKind::kCmpxchg8b16b:
+      if (auto err = do_cmpxchg(mem, *sregs, r, d, mode)) {
+        return failed(d.kind, describe(r.rip, bytes, *err));
+      }
       break;
     case AssistKind::kPopcnt: {
       uint64_t src = 0;

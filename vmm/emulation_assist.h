@@ -25,7 +25,9 @@
 namespace kindling::vmm {
 
 // The instructions the assist completes.
-enum class AssistKind { kUnknown, kInt3, kUd2, kClac, kStac, kPopcnt, kFwait };
+enum class AssistKind { kUnknown, kInt3, kUd2, kClac, kStac, kPopcnt, kFwait, kCmpxchg8b16b };
+// Number of AssistKind values (for per-kind counters).
+inline constexpr size_t kAssistKindCount = 8;
 // The mnemonic ("int3", "popcnt", "unknown").
 const char* to_string(AssistKind k);
 
@@ -59,7 +61,8 @@ struct DecodedInsn {
   AssistKind kind = AssistKind::kUnknown;
   uint8_t length = 0;  // bytes including prefixes
   // popcnt operands: destination register, source register or memory, operand size.
-  uint8_t op_size = 0;  // 2, 4 or 8
+  // cmpxchg8b/16b: op_size 8 or 16 and the memory operand.
+  uint8_t op_size = 0;  // 2, 4, 8 or 16
   uint8_t dst_reg = 0;
   bool src_is_mem = false;
   uint8_t src_reg = 0;

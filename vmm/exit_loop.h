@@ -24,7 +24,7 @@ struct ExitStats {
   uint64_t shutdown = 0;
   uint64_t internal_error = 0;
   uint64_t other = 0;
-  std::array<uint64_t, 7> assisted{};  // indexed by AssistKind
+  std::array<uint64_t, kAssistKindCount> assisted{};  // indexed by AssistKind
 
   // Adds `o` into this.
   void merge(const ExitStats& o);

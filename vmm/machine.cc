@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "common/log.h"
@@ -266,8 +267,9 @@ void Machine::wait_for_stop(int signal_fd) {
     if (deadline) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now());
       if (left.count() <= 0) {
-        stop_.request(StopReason::kTimeout, kExitTimeout,
-                      "--timeout of " + std::to_string(*config_.timeout_s) + " s expired");
+        char what[64];
+        std::snprintf(what, sizeof(what), "--timeout of %g s expired", *config_.timeout_s);
+        stop_.request(StopReason::kTimeout, kExitTimeout, what);
         break;
       }
       timeout_ms = static_cast<int>(std::min<int64_t>(left.count() + 1, 60'000));

@@ -141,14 +141,34 @@ TEST(DecodePopcntTest, In32BitCode0x48IsNotRex) {
   EXPECT_EQ(d.op_size, 4);
 }
 
+TEST(DecodeCmpxchgTest, LockedCmpxchg16bFromSlub) {
+  // lock cmpxchg16b [r14 + 0x20], as Linux 6.1's SLUB runs it
+  const DecodedInsn d = decode64({0xf0, 0x49, 0x0f, 0xc7, 0x4e, 0x20, 0x0f, 0x84});
+  ASSERT_EQ(d.kind, AssistKind::kCmpxchg8b16b);
+  EXPECT_EQ(d.length, 6);
+  EXPECT_EQ(d.op_size, 16);
+  EXPECT_EQ(d.mem.base, 14);
+  EXPECT_EQ(d.mem.disp, 0x20);
+}
+
+TEST(DecodeCmpxchgTest, Cmpxchg8bAndInvalidForms) {
+  const DecodedInsn d = decode64({0x0f, 0xc7, 0x0f});  // cmpxchg8b [rdi]
+  ASSERT_EQ(d.kind, AssistKind::kCmpxchg8b16b);
+  EXPECT_EQ(d.op_size, 8);
+  EXPECT_EQ(d.length, 3);
+  EXPECT_EQ(decode64({0x0f, 0xc7, 0xc8}).kind, AssistKind::kUnknown);  // register form: #UD
+  EXPECT_EQ(decode64({0x0f, 0xc7, 0x37}).kind, AssistKind::kUnknown);  // /6 is vmptrld
+}
+
 TEST(AssistCasesTest, TableCoversEveryKindOnce) {
   std::vector<AssistKind> kinds;
   for (const AssistCase& c : assist_cases()) {
     EXPECT_NE(std::string(c.why), "");
     kinds.push_back(c.kind);
   }
-  for (AssistKind k : {AssistKind::kInt3, AssistKind::kUd2, AssistKind::kClac, AssistKind::kStac,
-                       AssistKind::kPopcnt, AssistKind::kFwait, AssistKind::kUnknown}) {
+  for (AssistKind k :
+       {AssistKind::kInt3, AssistKind::kUd2, AssistKind::kClac, AssistKind::kStac,
+        AssistKind::kPopcnt, AssistKind::kFwait, AssistKind::kCmpxchg8b16b, AssistKind::kUnknown}) {
     EXPECT_EQ(std::count(kinds.begin(), kinds.end(), k), 1) << to_string(k);
   }
 }
@@ -273,6 +293,52 @@ TEST_F(AssistTest, PopcntMemoryOperandThroughPageTables) {
   ASSERT_TRUE(run({0xf3, 0x48, 0x0f, 0xb8, 0x44, 0x24, 0x08}).handled);  // popcnt rax, [rsp+8]
   EXPECT_EQ(cpu_.regs.rax, 3u);
   EXPECT_EQ(cpu_.regs.rip, 0x10007u);
+}
+
+TEST_F(AssistTest, Cmpxchg16bExchangesWhenEqual) {
+  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30020), uint64_t{0x1111}));
+  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30028), uint64_t{0x2222}));
+  cpu_.regs.r14 = 0x30000;
+  cpu_.regs.rax = 0x1111;
+  cpu_.regs.rdx = 0x2222;
+  cpu_.regs.rbx = 0xaaaa;
+  cpu_.regs.rcx = 0xbbbb;
+  ASSERT_TRUE(run({0xf0, 0x49, 0x0f, 0xc7, 0x4e, 0x20}).handled);
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(GuestAddress(0x30020)), 0xaaaau);
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(GuestAddress(0x30028)), 0xbbbbu);
+  EXPECT_TRUE(cpu_.regs.rflags & X86_EFLAGS_ZF);
+  EXPECT_EQ(cpu_.regs.rip, 0x10006u);
+}
+
+TEST_F(AssistTest, Cmpxchg16bLoadsWhenDifferent) {
+  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30020), uint64_t{0x1111}));
+  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30028), uint64_t{0x2222}));
+  cpu_.regs.r14 = 0x30000;
+  cpu_.regs.rax = 0x1111;
+  cpu_.regs.rdx = 0x9999;
+  cpu_.regs.rflags |= X86_EFLAGS_ZF;
+  ASSERT_TRUE(run({0xf0, 0x49, 0x0f, 0xc7, 0x4e, 0x20}).handled);
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(GuestAddress(0x30020)), 0x1111u);
+  EXPECT_EQ(cpu_.regs.rdx, 0x2222u);
+  EXPECT_FALSE(cpu_.regs.rflags & X86_EFLAGS_ZF);
+}
+
+TEST_F(AssistTest, Cmpxchg8bUsesEdxEax) {
+  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30000), uint64_t{0x0000000200000001}));
+  cpu_.regs.rdi = 0x30000;
+  cpu_.regs.rax = 1;
+  cpu_.regs.rdx = 2;
+  cpu_.regs.rbx = 3;
+  cpu_.regs.rcx = 4;
+  ASSERT_TRUE(run({0x0f, 0xc7, 0x0f}).handled);
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(GuestAddress(0x30000)), 0x0000000400000003u);
+}
+
+TEST_F(AssistTest, MisalignedCmpxchg16bIsReported) {
+  cpu_.regs.r14 = 0x30008;
+  const AssistOutcome o = run({0xf0, 0x49, 0x0f, 0xc7, 0x4e, 0x20});
+  EXPECT_FALSE(o.handled);
+  EXPECT_NE(o.error.find("misaligned"), std::string::npos) << o.error;
 }
 
 TEST_F(AssistTest, FetchesFromGuestMemoryWhenTheExitHasNoBytes) {
