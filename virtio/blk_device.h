@@ -2,9 +2,10 @@
 //
 // One BlockDevice owns an open image, the I/O engine over it, and (while active) one thread that
 // waits in epoll on the queue's notify eventfd, the engine's completion fd and a stop eventfd.
-// Each wakeup is one batch: reap completions; pop every available chain (notifications off,
-// drain, on, re-check); parse; merge; submit; one flush_submissions(); push used elements;
-// at most one interrupt, when the queue's EVENT_IDX state asks for it.
+// Each wakeup is one batch: reap completions, push their used elements and interrupt the driver
+// (if its EVENT_IDX state asks for it) before anything else; then pop every available chain
+// (notifications off, drain, on, re-check); parse; merge; submit; one flush_submissions(); and
+// one more interrupt only if requests were answered without I/O (errors, GET_ID).
 //
 // For the VMM builder, one call does it all:
 //   virtio::BlockOptions o;
@@ -15,6 +16,7 @@
 #pragma once
 
 #include <linux/virtio_blk.h>
+#include <sys/epoll.h>
 
 #include <atomic>
 #include <memory>
@@ -44,6 +46,7 @@ struct BlockOptions {
   bool merge = true;              // merge contiguous requests (off: to measure merging)
   uint16_t queue_size = 256;      // the queue's maximum size (a power of two)
   std::string engine = "libaio";  // I/O engine: "libaio" or "sync"
+  uint32_t poll_us = 0;           // busy-poll this long for new work before sleeping (0 = off)
 };
 
 enum class BlockDeviceError {
@@ -98,11 +101,14 @@ class BlockDevice : public VirtioDevice, private RequestSink {
 
   // I/O thread.
   void run();
+  int wait_events(std::span<epoll_event> evs);
   void process_queue();
   void handle(uint16_t slot);
   bool room() const;
   void reap();
-  void finish_batch();
+  // Signals the interrupt if used elements were pushed and the driver wants to hear (EVENT_IDX).
+  void notify_driver();
+  void update_counters();
   void drain_in_flight();
   void broken(const char* what, const std::string& why);
   void complete(uint16_t slot, uint8_t status) override;

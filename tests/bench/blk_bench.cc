@@ -37,13 +37,14 @@ struct Args {
   bool merge = true;
   std::string engine = "libaio";
   bool stats = false;
+  uint32_t poll_us = 0;
 };
 
 [[noreturn]] void usage(const char* why) {
   fprintf(stderr,
           "kindling_blk_bench: %s\nusage: kindling_blk_bench --image FILE --rw "
           "randread|randwrite|seqread --bs BYTES --qd N [--seconds S] [--merge 0|1] "
-          "[--engine libaio|sync] [--stats]\n",
+          "[--engine libaio|sync] [--poll-us N] [--stats]\n",
           why);
   exit(2);
 }
@@ -72,6 +73,8 @@ Args parse(int argc, char** argv) {
       a.merge = v != "0";
     else if (k == "--engine")
       a.engine = v;
+    else if (k == "--poll-us")
+      a.poll_us = static_cast<uint32_t>(std::stoul(v));
     else
       usage(("unknown option " + k).c_str());
   }
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
   o.path = a.image;
   o.engine = a.engine;
   o.merge = a.merge;
+  o.poll_us = a.poll_us;
   auto dev = BlockDevice::open(o);
   if (!dev) {
     fprintf(stderr, "kindling_blk_bench: %s\n", dev.error().message().c_str());
