@@ -94,6 +94,9 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   const virtio_blk_config& config() const { return config_; }
   // Whether the I/O thread is running.
   bool active() const { return thread_.joinable(); }
+  // The image behind the device (nullptr when built over a bare engine): the VMM fdatasyncs
+  // it at shutdown and logs how it was opened.
+  const block::RawImage* image() const { return image_.get(); }
 
  private:
   BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,

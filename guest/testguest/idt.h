@@ -18,6 +18,8 @@ struct irq_frame {
 /* Interrupt vectors the tests route through the IOAPIC, and the IPI/spurious vectors. */
 #define VEC_TIMER 0x20
 #define VEC_UART 0x24
+/* virtio-mmio devices: VEC_VIRTIO_BASE + disk index. */
+#define VEC_VIRTIO_BASE 0x30
 #define VEC_SPURIOUS 0xFF
 
 typedef void (*irq_handler)(struct irq_frame* frame);

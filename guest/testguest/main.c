@@ -4,6 +4,7 @@
 #include <asm/bootparam.h>
 
 #include "apic.h"
+#include "heap.h"
 #include "idt.h"
 #include "io.h"
 #include "libc.h"
@@ -25,7 +26,9 @@ void kmain(const struct boot_params* bp) {
   pic_disable();
   /* boot_params and the command line are what the VMM wrote (64-bit boot protocol). */
   ctx.cmdline = bp->hdr.cmd_line_ptr ? (const char*)(uintptr_t)bp->hdr.cmd_line_ptr : "";
+  ctx.bp = bp;
   mp_read(&ctx.mp);
+  heap_init(bp);
 
   char name[32] = "hello";
   cmdline_get(ctx.cmdline, "test", name, sizeof(name));

@@ -3,6 +3,7 @@
 #include <linux/serial_reg.h>
 
 #include "apic.h"
+#include "blk_tests.h"
 #include "idt.h"
 #include "io.h"
 #include "libc.h"
@@ -184,6 +185,15 @@ static const struct tg_test tests[] = {
     {"triplefault", "empty IDT + ud2: the VM must stop with a triple fault", triplefault},
     {"smp", "start all CPUs with INIT-SIPI-SIPI and count them", smp},
     {"bootmark", "write the boot-timer port", bootmark},
+    {"blk-rw", "virtio-blk: write a pattern, FLUSH, read back and compare", blk_rw},
+    {"blk-id", "virtio-blk: GET_ID equals blk.serial=", blk_id},
+    {"blk-multi", "virtio-blk: multi-descriptor, indirect and 64 KiB requests", blk_multi},
+    {"blk-batch", "virtio-blk: blk.batch= requests per notify, each checked", blk_batch},
+    {"blk-ro", "virtio-blk: read-only disk offers RO, writes get IOERR", blk_ro},
+    {"blk-irq", "virtio-blk: interrupts, InterruptStatus/ACK, EVENT_IDX suppression", blk_irq},
+    {"blk-eof", "virtio-blk: requests past the end get IOERR", blk_eof},
+    {"blk-two", "virtio-blk: two disks written and read together", blk_two},
+    {"blk-bench", "virtio-blk: blk.n= requests of blk.bs= at depth blk.qd=", blk_bench},
 };
 
 const struct tg_test* tg_find_test(const char* name) {

@@ -4,12 +4,15 @@
 
 #include <stddef.h>
 
+#include <asm/bootparam.h>
+
 #include "mp.h"
 
 /* What every test can use. */
 struct tg_context {
-  const char* cmdline; /* the kernel command line from boot_params */
-  struct mp_info mp;   /* the MP table kindling wrote */
+  const char* cmdline;          /* the kernel command line from boot_params */
+  struct mp_info mp;            /* the MP table kindling wrote */
+  const struct boot_params* bp; /* the zero page (e820 map) */
 };
 
 /* One test: its name on the command line, a line of description, and the code. */
