@@ -18,6 +18,7 @@
 #include "devices/ports.h"
 #include "vmm/boot_loader.h"
 #include "vmm/cpuid.h"
+#include "vmm/pvm_cmdline.h"
 
 namespace kindling::vmm {
 namespace {
@@ -68,13 +69,8 @@ std::string compose_cmdline(const std::optional<std::string>& configured,
     if (!out.empty()) out += ' ';
     out += f;
   }
-  // The guest kernel's XSAVE use fails in PVM's emulator (HOST.md); CPUID leaf 1 cannot hide
-  // it there, the command line can.
-  if (pvm_host && (" " + out + " ").find(" noxsave ") == std::string::npos) {
-    if (!out.empty()) out += ' ';
-    out += "noxsave";
-  }
-  return out;
+  // PVM hosts: the switches of vmm/pvm_cmdline.h (noxsave, clearcpuid=...).
+  return pvm_host ? append_pvm_switches(std::move(out)) : out;
 }
 
 Machine::Machine(const VmConfig& config, const MachineOptions& opts, Kvm kvm, Vm vm,

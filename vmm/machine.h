@@ -57,7 +57,7 @@ struct MachineOptions {
 inline constexpr const char* kDefaultCmdline =
     "console=ttyS0 reboot=k panic=-1 acpi=off pci=off quiet";
 // Pure: the command line the guest gets: the configured one (or the default), then each
-// device fragment, then `noxsave` on PVM hosts unless already present.
+// device fragment, then on PVM hosts append_pvm_switches() (vmm/pvm_cmdline.h).
 std::string compose_cmdline(const std::optional<std::string>& configured,
                             const std::vector<std::string>& fragments, bool pvm_host);
 

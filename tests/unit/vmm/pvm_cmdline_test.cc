@@ -1,0 +1,51 @@
+#include "vmm/pvm_cmdline.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace kindling::vmm {
+namespace {
+
+TEST(PvmCmdlineTest, HasParamMatchesWholeWordsAndKeys) {
+  EXPECT_TRUE(cmdline_has_param("console=ttyS0 noxsave quiet", "noxsave"));
+  EXPECT_TRUE(cmdline_has_param("noxsave", "noxsave"));
+  EXPECT_TRUE(cmdline_has_param("a  clearcpuid=1 b", "clearcpuid"));
+  EXPECT_FALSE(cmdline_has_param("noxsaveopt", "noxsave"));
+  EXPECT_FALSE(cmdline_has_param("xnoxsave", "noxsave"));
+  EXPECT_FALSE(cmdline_has_param("clearcpuidx=1", "clearcpuid"));
+  EXPECT_FALSE(cmdline_has_param("", "noxsave"));
+  EXPECT_FALSE(cmdline_has_param("   ", "noxsave"));
+}
+
+TEST(PvmCmdlineTest, AppendsEverySwitchInOrder) {
+  std::string expected = "console=ttyS0";
+  for (const PvmSwitch& s : pvm_cmdline_switches()) expected += std::string(" ") + s.text;
+  EXPECT_EQ(append_pvm_switches("console=ttyS0"), expected);
+  EXPECT_EQ(append_pvm_switches(""), expected.substr(std::string("console=ttyS0 ").size()));
+}
+
+TEST(PvmCmdlineTest, UserSettingWins) {
+  const std::string out = append_pvm_switches("clearcpuid=308 noxsave");
+  EXPECT_EQ(out.rfind("clearcpuid=308 noxsave", 0), 0u) << out;
+  EXPECT_EQ(out.find("clearcpuid"), out.rfind("clearcpuid")) << out;
+  EXPECT_EQ(out.find("noxsave"), out.rfind("noxsave")) << out;
+}
+
+TEST(PvmCmdlineTest, NoxsaveFirstAndSmapKept) {
+  auto sw = pvm_cmdline_switches();
+  ASSERT_FALSE(sw.empty());
+  EXPECT_STREQ(sw[0].text, "noxsave");
+  for (const PvmSwitch& s : sw) {
+    EXPECT_NE(std::string(s.why), "");
+    // SMAP (308) must stay on: its clac exit at the #PF entry is the SYSCALL repair's hook.
+    const std::string text = s.text;
+    if (text.rfind("clearcpuid=", 0) != 0) continue;
+    const std::string list = "," + text.substr(11) + ",";
+    EXPECT_EQ(list.find(",308,"), std::string::npos) << text;
+    EXPECT_EQ(list.find(",smap,"), std::string::npos) << text;
+  }
+}
+
+}  // namespace
+}  // namespace kindling::vmm

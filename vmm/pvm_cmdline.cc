@@ -1,0 +1,56 @@
+#include "vmm/pvm_cmdline.h"
+
+#include <array>
+
+namespace kindling::vmm {
+namespace {
+
+// Feature numbers for clearcpuid= are word * 32 + bit of Linux's
+// arch/x86/include/asm/cpufeatures.h (6.1): POPCNT 4*32+23 = 151, CX16 4*32+13 = 141,
+// ERMS 9*32+9 = 297, FSRM 18*32+4 = 580. SMAP (308) stays on on purpose: its `clac` at the
+// first instruction of the page-fault handler is the exit the user-mode SYSCALL repair
+// (vmm/pvm_syscall.h) hooks.
+constexpr std::array<PvmSwitch, 2> kSwitches{{
+    {"noxsave",
+     "XSAVE/XRSTOR in the guest kernel stop the VM with an emulation failure, and CPUID leaf 1 "
+     "cannot hide XSAVE on PVM hosts"},
+    {"clearcpuid=151,297,580",
+     "POPCNT (an assist exit each), ERMS and FSRM (memcpy/memset as rep movsb/stosb, one "
+     "emulated iteration per byte; without them rep movsq/stosq moves 8 bytes per iteration)"},
+}};
+
+}  // namespace
+
+std::span<const PvmSwitch> pvm_cmdline_switches() {
+  return kSwitches;
+}
+
+bool cmdline_has_param(std::string_view cmdline, std::string_view param) {
+  size_t pos = 0;
+  while (pos < cmdline.size()) {
+    const size_t start = cmdline.find_first_not_of(' ', pos);
+    if (start == std::string_view::npos) break;
+    size_t end = cmdline.find(' ', start);
+    if (end == std::string_view::npos) end = cmdline.size();
+    const std::string_view word = cmdline.substr(start, end - start);
+    if (word == param || (word.size() > param.size() && word.substr(0, param.size()) == param &&
+                          word[param.size()] == '=')) {
+      return true;
+    }
+    pos = end;
+  }
+  return false;
+}
+
+std::string append_pvm_switches(std::string cmdline) {
+  for (const PvmSwitch& s : kSwitches) {
+    const std::string_view text = s.text;
+    const std::string_view param = text.substr(0, text.find('='));
+    if (cmdline_has_param(cmdline, param)) continue;
+    if (!cmdline.empty()) cmdline += ' ';
+    cmdline += text;
+  }
+  return cmdline;
+}
+
+}  // namespace kindling::vmm

@@ -1,0 +1,29 @@
+// The guest kernel command-line switches kindling adds on PVM hosts (docs/HOST.md): each one
+// turns off a CPU feature or a boot step that KVM's instruction emulator, which runs guest
+// kernel code there, cannot execute or executes slowly. Hosts with hardware virtualization get
+// none of them.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace kindling::vmm {
+
+// One switch and why it is there (with what was measured).
+struct PvmSwitch {
+  const char* text;  // "noxsave", "clearcpuid=..."
+  const char* why;
+};
+
+// Every switch, in the order they are appended.
+std::span<const PvmSwitch> pvm_cmdline_switches();
+
+// Pure: `cmdline` with each switch appended unless the command line already sets the same
+// parameter (the text before '='): a user's own clearcpuid= or noxsave wins.
+std::string append_pvm_switches(std::string cmdline);
+
+// Pure: whether `cmdline` has a word equal to `param` or starting with `param=`.
+bool cmdline_has_param(std::string_view cmdline, std::string_view param);
+
+}  // namespace kindling::vmm
