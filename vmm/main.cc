@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "vmm/cli.h"
+#include "vmm/disks.h"
 #include "vmm/kvm.h"
 #include "vmm/machine.h"
 #include "vmm/stop.h"
@@ -36,12 +37,30 @@ int run_vm(const vmm::VmConfig& config) {
   opts.pvm_host = vmm::host_is_pvm();
   opts.console_input_fd = STDIN_FILENO;
   if (opts.pvm_host) KLOG_INFO("PVM host: guest kernel code is emulated; adding noxsave");
-  auto machine = vmm::Machine::build(config, opts);
+  auto machine = vmm::Machine::create(config, opts);
   if (!machine) {
     std::fprintf(stderr, "kindling: error: %s\n", machine.error().message().c_str());
     return vmm::exit_code_for(machine.error());
   }
-  const vmm::RunResult r = (*machine)->run(signal_fd->get());
+  // Declared after the machine: destroyed first, while the VM fd and guest RAM still exist.
+  auto disks = vmm::Disks::attach(**machine, config);
+  if (!disks) {
+    std::fprintf(stderr, "kindling: error: %s\n", disks.error().message().c_str());
+    return vmm::exit_code_for(disks.error());
+  }
+  if (auto booted = (*machine)->boot(); !booted) {
+    std::fprintf(stderr, "kindling: error: %s\n", booted.error().message().c_str());
+    return vmm::exit_code_for(booted.error());
+  }
+  vmm::RunResult r = (*machine)->run(signal_fd->get());
+  // The vCPUs have stopped: drain every disk's in-flight I/O, then make the images stable.
+  if (auto synced = (*disks)->shutdown(); !synced) {
+    std::fprintf(stderr, "kindling: error: %s\n", synced.error().message().c_str());
+    if (r.exit_code == 0) r.exit_code = 1;
+  }
+  if (config.stats && (*disks)->size() > 0) {
+    std::fprintf(stderr, "kindling: disk statistics\n%s", (*disks)->stats_report().c_str());
+  }
   switch (r.reason) {
     case vmm::StopReason::kGuestFault:
     case vmm::StopReason::kHostError:

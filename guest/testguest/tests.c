@@ -176,6 +176,14 @@ static int bootmark(struct tg_context* ctx) {
   return TG_PASS;
 }
 
+/* Stays alive until the host stops the VM (signal, --timeout): for host-side tests of a
+ * running VM. The hlt with interrupts off never returns under an in-kernel irqchip. */
+static int idle(struct tg_context* ctx) {
+  (void)ctx;
+  printf("testguest: idle: waiting for the host to stop the VM\n");
+  halt_forever();
+}
+
 static const struct tg_test tests[] = {
     {"hello", "print a line and exit 0", hello},
     {"irq", "PIT timer interrupt through the IOAPIC (and hlt wake-up)", irq},
@@ -185,6 +193,7 @@ static const struct tg_test tests[] = {
     {"triplefault", "empty IDT + ud2: the VM must stop with a triple fault", triplefault},
     {"smp", "start all CPUs with INIT-SIPI-SIPI and count them", smp},
     {"bootmark", "write the boot-timer port", bootmark},
+    {"idle", "print a line, then halt until the host stops the VM", idle},
     {"blk-rw", "virtio-blk: write a pattern, FLUSH, read back and compare", blk_rw},
     {"blk-id", "virtio-blk: GET_ID equals blk.serial=", blk_id},
     {"blk-multi", "virtio-blk: multi-descriptor, indirect and 64 KiB requests", blk_multi},

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -35,7 +36,8 @@ std::string temp_dir() {
 }  // namespace
 
 ChildResult run_child(const std::vector<std::string>& argv, const ChildOptions& opts) {
-  static int counter = 0;
+  // Atomic: tests may run children from several threads at once.
+  static std::atomic<int> counter{0};
   const std::string base = temp_dir() + "/child" + std::to_string(++counter);
   const std::string out_path = base + ".out", err_path = base + ".err";
   ChildResult res;
