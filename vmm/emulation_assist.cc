@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "vmm/page_walk.h"
+#include "vmm/pvm_syscall.h"
 
 namespace kindling::vmm {
 namespace {
@@ -33,6 +34,11 @@ constexpr std::array<AssistCase, kAssistKindCount> kCases{{
      "compare RDX:RAX with m64/m128 and exchange, atomically on the host mapping",
      "KVM's emulator refuses cmpxchg16b (Linux SLUB's cmpxchg_double); done with the host's "
      "own locked cmpxchg so other vCPUs see it atomic"},
+    {AssistKind::kSyscallRepair, "any, at the first instruction of the IDT's #PF handler",
+     "frame CS RPL 3 and RIP == LSTAR: drop the frame, CS/SS from STAR, RIP = LSTAR, RSP = "
+     "frame RSP, RFLAGS = frame RFLAGS & ~FMASK | 2",
+     "PVM leaves a user `syscall` in ring 3 at LSTAR, whose fetch faults; this is the state "
+     "SYSCALL itself produces (RCX and R11 are already set). See vmm/pvm_syscall.h"},
     {AssistKind::kUnknown, "anything else", "stop the VM, report RIP and the bytes",
      "guessing would corrupt the guest silently"},
 }};
@@ -344,6 +350,8 @@ const char* to_string(AssistKind k) {
       return "fwait";
     case AssistKind::kCmpxchg8b16b:
       return "cmpxchg8b/16b";
+    case AssistKind::kSyscallRepair:
+      return "syscall-repair";
   }
   return "unknown";
 }
@@ -400,6 +408,11 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const GuestMemory& mem,
   if (!sregs) return failed(AssistKind::kUnknown, "emulation failure: " + sregs.error().message());
   const CodeMode mode = code_mode(*sregs);
 
+  // GUEST: a lost user SYSCALL shows as an exit at the #PF handler's entry (its `clac`).
+  const SyscallRepairOutcome repair = repair_lost_syscall(cpu, mem, *regs, *sregs);
+  if (!repair.error.empty()) return failed(AssistKind::kSyscallRepair, repair.error);
+  if (repair.repaired) return {true, AssistKind::kSyscallRepair, {}};
+
   std::array<uint8_t, kMaxInsnLength> fetched{};
   std::span<const uint8_t> bytes = exit_bytes;
   if (bytes.empty()) {
@@ -410,6 +423,7 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const GuestMemory& mem,
   kvm_regs r = *regs;
   switch (d.kind) {
     case AssistKind::kUnknown:
+    case AssistKind::kSyscallRepair:  // never decoded from bytes
       return failed(d.kind, describe(r.rip, bytes, "instruction not handled by the assist"));
     case AssistKind::kUd2: {
       auto ok = cpu.inject_exception(kVectorUd);

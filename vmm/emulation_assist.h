@@ -7,9 +7,9 @@
 //
 // Structure: decode_for_assist() is a pure function (bytes -> what to do); assist_emulation_
 // failure() fetches the bytes (from the exit, else through the guest page tables), decodes and
-// applies the action through the small AssistCpu interface, which a test can fake. A future
-// case that needs more than the failing instruction (the user-mode SYSCALL repair of HOST.md)
-// plugs in before the decode step in assist_emulation_failure().
+// applies the action through the small AssistCpu interface, which a test can fake. The one
+// case that needs more than the failing instruction, the user-mode SYSCALL repair of HOST.md
+// (vmm/pvm_syscall.h), runs before the decode step in assist_emulation_failure().
 #pragma once
 
 #include <linux/kvm.h>
@@ -25,9 +25,19 @@
 namespace kindling::vmm {
 
 // The instructions the assist completes.
-enum class AssistKind { kUnknown, kInt3, kUd2, kClac, kStac, kPopcnt, kFwait, kCmpxchg8b16b };
+enum class AssistKind {
+  kUnknown,
+  kInt3,
+  kUd2,
+  kClac,
+  kStac,
+  kPopcnt,
+  kFwait,
+  kCmpxchg8b16b,
+  kSyscallRepair,  // not an instruction: the lost user SYSCALL at the #PF entry
+};
 // Number of AssistKind values (for per-kind counters).
-inline constexpr size_t kAssistKindCount = 8;
+inline constexpr size_t kAssistKindCount = 9;
 // The mnemonic ("int3", "popcnt", "unknown").
 const char* to_string(AssistKind k);
 

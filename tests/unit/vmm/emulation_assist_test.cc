@@ -166,9 +166,9 @@ TEST(AssistCasesTest, TableCoversEveryKindOnce) {
     EXPECT_NE(std::string(c.why), "");
     kinds.push_back(c.kind);
   }
-  for (AssistKind k :
-       {AssistKind::kInt3, AssistKind::kUd2, AssistKind::kClac, AssistKind::kStac,
-        AssistKind::kPopcnt, AssistKind::kFwait, AssistKind::kCmpxchg8b16b, AssistKind::kUnknown}) {
+  for (AssistKind k : {AssistKind::kInt3, AssistKind::kUd2, AssistKind::kClac, AssistKind::kStac,
+                       AssistKind::kPopcnt, AssistKind::kFwait, AssistKind::kCmpxchg8b16b,
+                       AssistKind::kSyscallRepair, AssistKind::kUnknown}) {
     EXPECT_EQ(std::count(kinds.begin(), kinds.end(), k), 1) << to_string(k);
   }
 }

@@ -1,0 +1,134 @@
+#include "vmm/pvm_syscall.h"
+
+#include <asm/processor-flags.h>
+
+#include <array>
+#include <cinttypes>
+#include <cstdio>
+
+namespace kindling::vmm {
+namespace {
+
+constexpr uint8_t kGateInterrupt64 = 0xE;
+constexpr uint8_t kGateTrap64 = 0xF;
+constexpr uint64_t kEferLma = 1ULL << 10;
+// Segment descriptor types (SDM vol. 3A 3.4.5.1): code execute/read accessed, data
+// read/write accessed.
+constexpr uint8_t kTypeCodeExecReadAccessed = 0xB;
+constexpr uint8_t kTypeDataReadWriteAccessed = 0x3;
+
+uint64_t le64(std::span<const uint8_t> b, size_t at) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8; ++i) v |= static_cast<uint64_t>(b[at + i]) << (8 * i);
+  return v;
+}
+
+kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code) {
+  kvm_segment s{};
+  s.base = 0;
+  s.limit = 0xffffffff;
+  s.selector = selector;
+  s.type = type;
+  s.present = 1;
+  s.dpl = 0;
+  s.s = 1;
+  s.l = code ? 1 : 0;
+  s.db = code ? 0 : 1;
+  s.g = 1;
+  return s;
+}
+
+std::string kvm_error(const char* what, const KvmErr& e) {
+  return std::string("SYSCALL repair: ") + what + ": " + e.message();
+}
+
+}  // namespace
+
+std::optional<IdtGate> decode_idt_gate(std::span<const uint8_t> b) {
+  if (b.size() < kIdtGateSize) return std::nullopt;
+  IdtGate g;
+  g.offset = static_cast<uint64_t>(b[0]) | static_cast<uint64_t>(b[1]) << 8 |
+             static_cast<uint64_t>(b[6]) << 16 | static_cast<uint64_t>(b[7]) << 24 |
+             static_cast<uint64_t>(b[8]) << 32 | static_cast<uint64_t>(b[9]) << 40 |
+             static_cast<uint64_t>(b[10]) << 48 | static_cast<uint64_t>(b[11]) << 56;
+  g.selector = static_cast<uint16_t>(b[2] | b[3] << 8);
+  g.ist = b[4] & 7;
+  g.type = b[5] & 0xF;
+  g.dpl = (b[5] >> 5) & 3;
+  g.present = (b[5] & 0x80) != 0;
+  return g;
+}
+
+std::optional<uint64_t> idt_handler(const GuestMemory& mem, const PagingState& ps, uint64_t base,
+                                    uint16_t limit, uint8_t vector) {
+  const uint64_t offset = static_cast<uint64_t>(vector) * kIdtGateSize;
+  // GUEST: IDTR.limit is the offset of the last valid byte.
+  if (offset + kIdtGateSize - 1 > limit) return std::nullopt;
+  std::array<uint8_t, kIdtGateSize> raw{};
+  if (!read_linear(mem, ps, base + offset, raw)) return std::nullopt;
+  const auto gate = decode_idt_gate(raw);
+  if (!gate || !gate->present) return std::nullopt;
+  if (gate->type != kGateInterrupt64 && gate->type != kGateTrap64) return std::nullopt;
+  return gate->offset;
+}
+
+std::optional<ExceptionFrame> parse_error_frame(std::span<const uint8_t> b) {
+  if (b.size() < kErrorFrameSize) return std::nullopt;
+  return ExceptionFrame{le64(b, 0), le64(b, 8), le64(b, 16), le64(b, 24), le64(b, 32), le64(b, 40)};
+}
+
+bool is_lost_user_syscall(const ExceptionFrame& frame, uint64_t lstar) {
+  return (frame.cs & 3) == 3 && frame.rip == lstar;
+}
+
+SyscallEntryState syscall_entry_state(const ExceptionFrame& frame, const SyscallMsrs& msrs) {
+  const uint16_t kernel_cs = static_cast<uint16_t>((msrs.star >> 32) & 0xffff);
+  SyscallEntryState s;
+  s.cs = flat_segment(static_cast<uint16_t>(kernel_cs & ~3u), kTypeCodeExecReadAccessed, true);
+  s.ss = flat_segment(static_cast<uint16_t>(kernel_cs + 8), kTypeDataReadWriteAccessed, false);
+  s.rip = msrs.lstar;
+  s.rsp = frame.rsp;
+  s.rflags = (frame.rflags & ~msrs.fmask) | X86_EFLAGS_FIXED;
+  return s;
+}
+
+SyscallRepairOutcome repair_lost_syscall(AssistCpu& cpu, const GuestMemory& mem,
+                                         const kvm_regs& regs, const kvm_sregs& sregs) {
+  // Only 64-bit ring-0 code can stand at the #PF handler's first instruction.
+  if ((sregs.efer & kEferLma) == 0 || !sregs.cs.l || sregs.cs.dpl != 0) return {};
+  const PagingState ps{sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer};
+  // GUEST: the IDT and the handler address are the guest's.
+  const auto handler = idt_handler(mem, ps, sregs.idt.base, sregs.idt.limit, kPageFaultVector);
+  if (!handler || *handler != regs.rip) return {};
+  // GUEST: the frame the CPU pushed on the guest's kernel stack.
+  std::array<uint8_t, kErrorFrameSize> raw{};
+  if (!read_linear(mem, ps, regs.rsp, raw)) return {};
+  const ExceptionFrame frame = *parse_error_frame(raw);
+  if ((frame.cs & 3) != 3) return {};  // a kernel-mode fault: the common case, no MSR reads
+
+  SyscallMsrs msrs;
+  auto lstar = cpu.get_msr(kMsrLstar);
+  if (!lstar) return {false, kvm_error("reading LSTAR", lstar.error())};
+  if (!is_lost_user_syscall(frame, *lstar)) return {};
+  auto star = cpu.get_msr(kMsrStar);
+  if (!star) return {false, kvm_error("reading STAR", star.error())};
+  auto fmask = cpu.get_msr(kMsrFmask);
+  if (!fmask) return {false, kvm_error("reading FMASK", fmask.error())};
+  msrs.lstar = *lstar;
+  msrs.star = *star;
+  msrs.fmask = *fmask;
+
+  const SyscallEntryState entry = syscall_entry_state(frame, msrs);
+  kvm_sregs s = sregs;
+  s.cs = entry.cs;
+  s.ss = entry.ss;
+  kvm_regs r = regs;
+  r.rip = entry.rip;
+  r.rsp = entry.rsp;
+  r.rflags = entry.rflags;
+  if (auto ok = cpu.set_sregs(s); !ok) return {false, kvm_error("KVM_SET_SREGS", ok.error())};
+  if (auto ok = cpu.set_regs(r); !ok) return {false, kvm_error("KVM_SET_REGS", ok.error())};
+  return {true, {}};
+}
+
+}  // namespace kindling::vmm
