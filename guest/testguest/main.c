@@ -1,6 +1,7 @@
 /* The test guest: kindling boots it like an ELF kernel (64-bit entry, RSI = boot_params) and
  * `test=<name>` on the command line picks what it does; the result leaves through the exit
- * port. With no `test=`, it runs `hello`. */
+ * port (or, with `then=idle`, it halts until the host stops the VM). With no `test=`, it runs
+ * `hello`. */
 #include <asm/bootparam.h>
 
 #include "apic.h"
@@ -39,5 +40,12 @@ void kmain(const struct boot_params* bp) {
     platform_exit(TG_UNKNOWN_TEST);
   }
   int rc = t->run(&ctx);
+  /* `then=idle`: stay alive after the test so the host can stop (or kill) a VM whose guest
+   * has finished its I/O. */
+  char then[8];
+  if (cmdline_get(ctx.cmdline, "then", then, sizeof(then)) == 0 && strcmp(then, "idle") == 0) {
+    printf("testguest: %s finished with %d; idling\n", name, rc);
+    halt_forever();
+  }
   platform_exit((uint8_t)rc);
 }

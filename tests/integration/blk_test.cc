@@ -318,6 +318,20 @@ TEST_F(BlkTest, SigtermDuringIoLeavesAConsistentImage) {
   EXPECT_LE(last_written, first_untouched + 16) << "a hole wider than the queue depth";
 }
 
+TEST_F(BlkTest, SigkillAfterACompletedFlushLosesNothing) {
+  // The guest writes, flushes, reads back and then idles; kindling is killed with no chance to
+  // drain or sync: what the guest saw completed must already be on the image.
+  TempImage img(kImageBytes);
+  ChildOptions opts;
+  opts.send_signal = SIGKILL;
+  opts.signal_after = std::chrono::milliseconds(2000);
+  const ChildResult r = guest("test=blk-rw blk.seed=12 then=idle", {"--disk", img.path()}, opts);
+  EXPECT_EQ(r.term_signal, SIGKILL) << r.out << r.err;
+  ASSERT_NE(r.out.find("testguest: blk-rw: ok"), std::string::npos) << r.out << r.err;
+  expect_written(img, 12, BLK_RW_FIRST, BLK_RW_COUNT);
+  EXPECT_TRUE(image_matches(img, img.shadow()));
+}
+
 TEST_F(BlkTest, SecondKindlingOnAHeldImageIsRefused) {
   TempImage img(kImageBytes);
   ChildOptions first_opts;
