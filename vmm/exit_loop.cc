@@ -75,6 +75,26 @@ void handle_system_event(Vcpu& vcpu, const ExitLoopDeps& deps) {
                     vcpu_prefix(vcpu) + "system event " + std::to_string(type));
 }
 
+uint64_t now_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// The ExitStats time bucket of an exit reason.
+uint64_t ExitStats::*time_bucket(uint32_t exit_reason) {
+  switch (exit_reason) {
+    case KVM_EXIT_IO:
+      return &ExitStats::pio_ns;
+    case KVM_EXIT_MMIO:
+      return &ExitStats::mmio_ns;
+    case KVM_EXIT_INTERNAL_ERROR:
+      return &ExitStats::assist_ns;
+    default:
+      return &ExitStats::other_ns;
+  }
+}
+
 // Handles one exit; fatal ones request the stop.
 void dispatch(Vcpu& vcpu, const ExitLoopDeps& deps, ExitStats& stats) {
   kvm_run& run = vcpu.run_data();
@@ -138,6 +158,11 @@ void ExitStats::merge(const ExitStats& o) {
   internal_error += o.internal_error;
   other += o.other;
   for (size_t i = 0; i < assisted.size(); ++i) assisted[i] += o.assisted[i];
+  run_ns += o.run_ns;
+  pio_ns += o.pio_ns;
+  mmio_ns += o.mmio_ns;
+  assist_ns += o.assist_ns;
+  other_ns += o.other_ns;
 }
 
 std::string ExitStats::summary() const {
@@ -154,13 +179,32 @@ std::string ExitStats::summary() const {
     out += to_string(static_cast<AssistKind>(i));
     out += "]=" + std::to_string(assisted[i]);
   }
+  std::snprintf(buf, sizeof(buf), " time: run=%.3fs", static_cast<double>(run_ns) / 1e9);
+  out += buf;
+  const struct {
+    const char* name;
+    uint64_t ns, count;
+  } kinds[] = {{"pio", pio_ns, pio},
+               {"mmio", mmio_ns, mmio},
+               {"assist", assist_ns, internal_error},
+               {"other", other_ns, hlt + interrupted + system_event + shutdown + other}};
+  for (const auto& k : kinds) {
+    if (k.count == 0) continue;
+    std::snprintf(buf, sizeof(buf), " %s=%.1fms(%.1fus/exit)", k.name,
+                  static_cast<double>(k.ns) / 1e6,
+                  static_cast<double>(k.ns) / 1e3 / static_cast<double>(k.count));
+    out += buf;
+  }
   return out;
 }
 
 ExitStats run_exit_loop(Vcpu& vcpu, const ExitLoopDeps& deps) {
   ExitStats stats;
   while (!deps.stop.requested()) {
+    const uint64_t entered = now_ns();
     auto ran = vcpu.run();
+    const uint64_t exited = now_ns();
+    stats.run_ns += exited - entered;
     if (!ran) {
       const int e = ran.error().sys_errno;
       // EINTR: a kick or immediate_exit; EAGAIN: an AP still waiting for its SIPI.
@@ -175,7 +219,9 @@ ExitStats run_exit_loop(Vcpu& vcpu, const ExitLoopDeps& deps) {
                         vcpu_prefix(vcpu) + ran.error().message());
       break;
     }
+    const uint32_t reason = vcpu.run_data().exit_reason;
     dispatch(vcpu, deps, stats);
+    stats.*time_bucket(reason) += now_ns() - exited;
   }
   return stats;
 }
