@@ -28,8 +28,12 @@ const char* name(Level l) {
 
 }  // namespace
 
-void set_level(Level l) { g_level.store(l, std::memory_order_relaxed); }
-Level level() { return g_level.load(std::memory_order_relaxed); }
+void set_level(Level l) {
+  g_level.store(l, std::memory_order_relaxed);
+}
+Level level() {
+  return g_level.load(std::memory_order_relaxed);
+}
 
 std::optional<Level> parse_level(std::string_view n) {
   for (Level l : {Level::kError, Level::kWarn, Level::kInfo, Level::kDebug}) {

@@ -23,13 +23,13 @@ void write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3
 
 #define KLOG_ERROR(...) ::kindling::log::write(::kindling::log::Level::kError, __VA_ARGS__)
 #define KLOG_WARN(...) ::kindling::log::write(::kindling::log::Level::kWarn, __VA_ARGS__)
-#define KLOG_INFO(...)                                                       \
-  do {                                                                       \
-    if (::kindling::log::level() >= ::kindling::log::Level::kInfo)           \
-      ::kindling::log::write(::kindling::log::Level::kInfo, __VA_ARGS__);    \
+#define KLOG_INFO(...)                                                    \
+  do {                                                                    \
+    if (::kindling::log::level() >= ::kindling::log::Level::kInfo)        \
+      ::kindling::log::write(::kindling::log::Level::kInfo, __VA_ARGS__); \
   } while (0)
-#define KLOG_DEBUG(...)                                                      \
-  do {                                                                       \
-    if (::kindling::log::level() >= ::kindling::log::Level::kDebug)          \
-      ::kindling::log::write(::kindling::log::Level::kDebug, __VA_ARGS__);   \
+#define KLOG_DEBUG(...)                                                    \
+  do {                                                                     \
+    if (::kindling::log::level() >= ::kindling::log::Level::kDebug)        \
+      ::kindling::log::write(::kindling::log::Level::kDebug, __VA_ARGS__); \
   } while (0)

@@ -13,8 +13,8 @@ namespace kindling::vmm {
 
 // One disk (a raw image) attached as a virtio-blk device, in attach order (vda, vdb, ...).
 struct DriveConfig {
-  std::string id;          // drive_id / id=SERIAL; also the GET_ID serial when set
-  std::string path;        // absolute or relative to the current directory (already resolved)
+  std::string id;    // drive_id / id=SERIAL; also the GET_ID serial when set
+  std::string path;  // absolute or relative to the current directory (already resolved)
   bool read_only = false;
   bool is_root = false;
   std::string io_engine = "libaio";  // "libaio" or "sync"

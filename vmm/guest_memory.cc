@@ -51,8 +51,8 @@ Result<GuestMemory, GuestMemory::Err> GuestMemory::create(
         (!mem.regions_.empty() && base < prev_end)) {
       return fail(MemoryError::kBadLayout, 0, range_text(GuestAddress(base), size));
     }
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return fail_errno(MemoryError::kMap, range_text(GuestAddress(base), size));
     madvise(p, size, MADV_DONTFORK);
     mem.regions_.push_back({GuestAddress(base), size, static_cast<uint8_t*>(p)});
@@ -71,7 +71,9 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
   return *this;
 }
 
-GuestMemory::~GuestMemory() { unmap_all(); }
+GuestMemory::~GuestMemory() {
+  unmap_all();
+}
 
 void GuestMemory::unmap_all() {
   for (auto& r : regions_) munmap(r.host, r.size);
@@ -79,7 +81,7 @@ void GuestMemory::unmap_all() {
 }
 
 Result<std::span<uint8_t>, GuestMemory::Err> GuestMemory::slice(GuestAddress addr,
-                                                                 uint64_t len) const {
+                                                                uint64_t len) const {
   uint64_t end = addr.value + len;
   if (end < addr.value) return fail(MemoryError::kOverflow, 0, range_text(addr, len));
   for (const auto& r : regions_) {

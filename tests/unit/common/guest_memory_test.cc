@@ -33,10 +33,16 @@ TEST(GuestMemory, ChecksEveryRangeIncludingHolesAndOverflow) {
     uint64_t addr, len;
     bool ok;
   } cases[] = {
-      {0, 0x2000, true},       {0x1fff, 1, true},     {0x1fff, 2, false},  // crosses into hole
-      {0x2000, 1, false},      {0x3fff, 2, false},    {0x4000, 0x1000, true},
-      {0x4fff, 1, true},       {0x5000, 1, false},    {0x2000, 0, true},  // empty at region end
-      {std::numeric_limits<uint64_t>::max(), 2, false},                  // wraps
+      {0, 0x2000, true},
+      {0x1fff, 1, true},
+      {0x1fff, 2, false},  // crosses into hole
+      {0x2000, 1, false},
+      {0x3fff, 2, false},
+      {0x4000, 0x1000, true},
+      {0x4fff, 1, true},
+      {0x5000, 1, false},
+      {0x2000, 0, true},                                 // empty at region end
+      {std::numeric_limits<uint64_t>::max(), 2, false},  // wraps
       {1, std::numeric_limits<uint64_t>::max(), false},
   };
   for (const auto& c : cases) {

@@ -10,7 +10,9 @@ namespace kindling {
 namespace {
 
 enum class TestError { kBad };
-const char* to_string(TestError) { return "bad thing"; }
+const char* to_string(TestError) {
+  return "bad thing";
+}
 
 Result<int, Error<TestError>> half(int v) {
   if (v % 2 != 0) return fail(TestError::kBad, EINVAL, "half(" + std::to_string(v) + ")");
