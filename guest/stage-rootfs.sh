@@ -31,7 +31,8 @@ dir="$1"
   echo "stage-rootfs: error: $busybox missing (install busybox-static)" >&2
   exit 1
 }
-file -bL "$busybox" | grep -q 'statically linked' || {
+# A dynamically linked busybox (Debian's "busybox" package) has a program interpreter.
+! readelf -l "$busybox" | grep -q INTERP || {
   echo "stage-rootfs: error: $busybox is not statically linked (install busybox-static)" >&2
   exit 1
 }

@@ -128,8 +128,11 @@ version=$(od -An -tu2 -j $((0x206)) -N2 "$bz" | tr -d ' ')
 xloadflags=$(od -An -tu2 -j $((0x236)) -N2 "$bz" | tr -d ' ')
 ((version >= 0x20c && (xloadflags & 1))) ||
   die "$bz is not a 64-bit boot-protocol kernel (version $version, xloadflags $xloadflags)"
-file -b "$obj/vmlinux" | grep -q '^ELF 64-bit LSB executable, x86-64' ||
+elf_header="$(readelf -h "$obj/vmlinux")"
+if ! grep -q 'Class: *ELF64' <<<"$elf_header" || ! grep -q 'Type: *EXEC' <<<"$elf_header" ||
+  ! grep -q 'Machine: *Advanced Micro Devices X86-64' <<<"$elf_header"; then
   die "$obj/vmlinux is not an x86-64 ELF executable"
+fi
 
 stage="$(mktemp -d "$cache/.kernel-$key.XXXXXX")"
 cp "$bz" "$stage/bzImage"
