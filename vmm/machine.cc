@@ -64,11 +64,8 @@ int exit_code_for(const MachineErr& e) {
 std::string compose_cmdline(const std::optional<std::string>& configured,
                             const std::vector<std::string>& fragments, bool pvm_host) {
   std::string out = configured.value_or(kDefaultCmdline);
-  for (const std::string& f : fragments) {
-    if (f.empty()) continue;
-    if (!out.empty()) out += ' ';
-    out += f;
-  }
+  // Before a `--`: what follows it is init's, and the kernel would not see root= there.
+  for (const std::string& f : fragments) out = add_kernel_param(std::move(out), f);
   // PVM hosts: the switches of vmm/pvm_cmdline.h (noxsave, clearcpuid=...).
   return pvm_host ? append_pvm_switches(std::move(out)) : out;
 }

@@ -37,14 +37,34 @@ std::span<const PvmSwitch> pvm_cmdline_switches() {
   return kSwitches;
 }
 
-bool cmdline_has_param(std::string_view cmdline, std::string_view param) {
+namespace {
+
+// Where the kernel part of `cmdline` ends: the start of a standalone "--" word, else the end.
+// (Quoted values with spaces are not considered: kindling never adds any.)
+size_t kernel_part_end(std::string_view cmdline) {
   size_t pos = 0;
   while (pos < cmdline.size()) {
     const size_t start = cmdline.find_first_not_of(' ', pos);
     if (start == std::string_view::npos) break;
     size_t end = cmdline.find(' ', start);
     if (end == std::string_view::npos) end = cmdline.size();
-    const std::string_view word = cmdline.substr(start, end - start);
+    if (cmdline.substr(start, end - start) == "--") return start;
+    pos = end;
+  }
+  return cmdline.size();
+}
+
+}  // namespace
+
+bool cmdline_has_param(std::string_view cmdline, std::string_view param) {
+  const std::string_view kernel = cmdline.substr(0, kernel_part_end(cmdline));
+  size_t pos = 0;
+  while (pos < kernel.size()) {
+    const size_t start = kernel.find_first_not_of(' ', pos);
+    if (start == std::string_view::npos) break;
+    size_t end = kernel.find(' ', start);
+    if (end == std::string_view::npos) end = kernel.size();
+    const std::string_view word = kernel.substr(start, end - start);
     if (word == param || (word.size() > param.size() && word.substr(0, param.size()) == param &&
                           word[param.size()] == '=')) {
       return true;
@@ -54,13 +74,25 @@ bool cmdline_has_param(std::string_view cmdline, std::string_view param) {
   return false;
 }
 
+std::string add_kernel_param(std::string cmdline, std::string_view param) {
+  if (param.empty()) return cmdline;
+  const size_t at = kernel_part_end(cmdline);
+  if (at == cmdline.size()) {
+    if (!cmdline.empty() && cmdline.back() != ' ') cmdline += ' ';
+    cmdline += param;
+    return cmdline;
+  }
+  // "... -- init args" -> "... PARAM -- init args"
+  cmdline.insert(at, std::string(param) + ' ');
+  return cmdline;
+}
+
 std::string append_pvm_switches(std::string cmdline) {
   for (const PvmSwitch& s : kSwitches) {
     const std::string_view text = s.text;
     const std::string_view param = text.substr(0, text.find('='));
     if (cmdline_has_param(cmdline, param)) continue;
-    if (!cmdline.empty()) cmdline += ' ';
-    cmdline += text;
+    cmdline = add_kernel_param(std::move(cmdline), text);
   }
   return cmdline;
 }

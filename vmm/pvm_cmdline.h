@@ -19,11 +19,16 @@ struct PvmSwitch {
 // Every switch, in the order they are appended.
 std::span<const PvmSwitch> pvm_cmdline_switches();
 
-// Pure: `cmdline` with each switch appended unless the command line already sets the same
-// parameter (the text before '='): a user's own clearcpuid= or noxsave wins.
+// Pure: `cmdline` with each switch added (add_kernel_param) unless the command line already
+// sets the same parameter (the text before '='): a user's own clearcpuid= or noxsave wins.
 std::string append_pvm_switches(std::string cmdline);
 
-// Pure: whether `cmdline` has a word equal to `param` or starting with `param=`.
+// Pure: whether the kernel part of `cmdline` (before a standalone `--`) has a word equal to
+// `param` or starting with `param=`.
 bool cmdline_has_param(std::string_view cmdline, std::string_view param);
+
+// Pure: `cmdline` with the kernel parameter(s) `param` added at the end of the kernel part:
+// before a standalone `--`, after which every word is an argument for init.
+std::string add_kernel_param(std::string cmdline, std::string_view param);
 
 }  // namespace kindling::vmm

@@ -56,6 +56,11 @@ TEST(ComposeCmdlineTest, FragmentsFollowTheConfiguredLine) {
             "console=ttyS0 virtio_mmio.device=4K@0xd0000000:5");
 }
 
+TEST(ComposeCmdlineTest, FragmentsGoBeforeInitArguments) {
+  EXPECT_EQ(compose_cmdline(std::string("console=ttyS0 -- sleep 5"), {"root=/dev/vda"}, false),
+            "console=ttyS0 root=/dev/vda -- sleep 5");
+}
+
 TEST(ComposeCmdlineTest, PvmHostAddsTheSwitchesOnce) {
   // The switches themselves are tested in pvm_cmdline_test.cc.
   EXPECT_EQ(compose_cmdline(std::string("test=hello"), {}, true),

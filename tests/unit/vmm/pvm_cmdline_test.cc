@@ -18,6 +18,20 @@ TEST(PvmCmdlineTest, HasParamMatchesWholeWordsAndKeys) {
   EXPECT_FALSE(cmdline_has_param("   ", "noxsave"));
 }
 
+TEST(PvmCmdlineTest, KernelParamsGoBeforeInitArguments) {
+  EXPECT_EQ(add_kernel_param("console=ttyS0", "root=/dev/vda"), "console=ttyS0 root=/dev/vda");
+  EXPECT_EQ(add_kernel_param("", "root=/dev/vda"), "root=/dev/vda");
+  EXPECT_EQ(add_kernel_param("a -- sleep 5", "root=/dev/vda"), "a root=/dev/vda -- sleep 5");
+  EXPECT_EQ(add_kernel_param("-- sh", "noxsave"), "noxsave -- sh");
+  EXPECT_EQ(add_kernel_param("a --x b", "p"), "a --x b p");  // not a standalone --
+  EXPECT_EQ(add_kernel_param("a", ""), "a");
+  // After "--" a word is an init argument, not a kernel parameter.
+  EXPECT_FALSE(cmdline_has_param("a -- noxsave", "noxsave"));
+  const std::string out = append_pvm_switches("console=ttyS0 -- noxsave");
+  EXPECT_EQ(out.rfind("console=ttyS0 noxsave ", 0), 0u) << out;
+  EXPECT_EQ(out.substr(out.size() - 11), " -- noxsave") << out;
+}
+
 TEST(PvmCmdlineTest, AppendsEverySwitchInOrder) {
   std::string expected = "console=ttyS0";
   for (const PvmSwitch& s : pvm_cmdline_switches()) expected += std::string(" ") + s.text;
