@@ -1,7 +1,6 @@
 #include "vmm/kvm.h"
 
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 #include <array>
@@ -10,6 +9,7 @@
 #include <string>
 
 #include "vmm/kvm_abi.h"
+#include "vmm/kvm_ioctl.h"
 
 namespace kindling::vmm {
 
@@ -47,20 +47,6 @@ constexpr std::array<RequiredCapability, 12> kRequired{{
     {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
     {KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
 }};
-
-// Retries an ioctl interrupted by a signal (our vCPU kick signal has no SA_RESTART).
-template <typename... Args>
-int xioctl(int fd, unsigned long req, Args... args) {
-  int r;
-  do {
-    r = ::ioctl(fd, req, args...);
-  } while (r < 0 && errno == EINTR);
-  return r;
-}
-
-Unexpected<KvmErr> ioctl_error(const char* what) {
-  return fail_errno(KvmError::kIoctl, what);
-}
 
 }  // namespace
 

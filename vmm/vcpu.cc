@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "vmm/kvm_abi.h"
+#include "vmm/kvm_ioctl.h"
 
 namespace kindling::vmm {
 namespace {
@@ -61,19 +62,6 @@ constexpr std::array<MsrValue, 11> kBootMsrs{{
     {kMsrMiscEnable, kMiscEnableFastString},
     {kMsrMtrrDefType, kMtrrEnable | kMtrrTypeWriteBack},
 }};
-
-Unexpected<KvmErr> ioctl_error(const char* what) {
-  return fail_errno(KvmError::kIoctl, what);
-}
-
-template <typename... Args>
-int xioctl(int fd, unsigned long req, Args... args) {
-  int r;
-  do {
-    r = ::ioctl(fd, req, args...);
-  } while (r < 0 && errno == EINTR);
-  return r;
-}
 
 kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code) {
   kvm_segment s{};
