@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "vmm/layout.h"
+#include "vmm/le_bytes.h"
 
 namespace kindling::vmm {
 
@@ -13,12 +14,6 @@ constexpr uint64_t kSectorSize = 512;
 constexpr uint64_t kDefaultSetupSects = 4;
 // Largest kernel_alignment honoured; anything stranger falls back to 1 MiB.
 constexpr uint64_t kMaxAlignment = 1ULL << 30;
-
-uint32_t read_u32(std::span<const uint8_t> b, size_t off) {
-  uint32_t v;
-  std::memcpy(&v, b.data() + off, sizeof(v));
-  return v;
-}
 
 uint64_t align_up(uint64_t v, uint64_t a) {
   return (v + a - 1) & ~(a - 1);
@@ -38,7 +33,7 @@ uint64_t load_address(const setup_header& hdr) {
 }  // namespace
 
 bool looks_like_bzimage(std::span<const uint8_t> image) {
-  return image.size() >= 0x206 && read_u32(image, 0x202) == kHdrsMagic;
+  return image.size() >= 0x206 && le32(image, 0x202) == kHdrsMagic;
 }
 
 Result<LoadedKernel, BootErr> load_bzimage(const GuestMemory& mem, std::span<const uint8_t> image,

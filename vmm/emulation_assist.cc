@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <optional>
 
+#include "vmm/le_bytes.h"
 #include "vmm/page_walk.h"
 #include "vmm/pvm_syscall.h"
+#include "vmm/x86_arch.h"
 
 namespace kindling::vmm {
 namespace {
@@ -46,7 +48,6 @@ constexpr std::array<AssistCase, kAssistKindCount> kCases{{
 constexpr size_t kMaxInsnLength = 15;
 constexpr uint8_t kVectorBp = 3;  // #BP
 constexpr uint8_t kVectorUd = 6;  // #UD
-constexpr uint64_t kEferLma = 1ULL << 10;
 
 bool is_segment_prefix(uint8_t b) {
   return b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 || b == 0x65;
@@ -133,9 +134,7 @@ size_t decode_modrm(std::span<const uint8_t> b, size_t pos, CodeMode mode, const
   if (disp_bytes == 1) {
     d.mem.disp = static_cast<int8_t>(b[pos]);
   } else if (disp_bytes == 4) {
-    uint32_t v = static_cast<uint32_t>(b[pos]) | static_cast<uint32_t>(b[pos + 1]) << 8 |
-                 static_cast<uint32_t>(b[pos + 2]) << 16 | static_cast<uint32_t>(b[pos + 3]) << 24;
-    d.mem.disp = static_cast<int32_t>(v);
+    d.mem.disp = static_cast<int32_t>(le32(b, pos));
   }
   return pos + disp_bytes;
 }

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <string>
 
+#include "vmm/x86_arch.h"
+
 namespace kindling::vmm {
 
 const char* to_string(PageWalkError e) {
@@ -32,7 +34,6 @@ constexpr uint64_t kPresent = 1ULL << 0;
 constexpr uint64_t kPageSize = 1ULL << 7;
 // Physical-address bits 51:12 of an entry.
 constexpr uint64_t kAddrMask = 0x000F'FFFF'FFFF'F000ULL;
-constexpr uint64_t kEferLma = 1ULL << 10;  // IA32_EFER.LMA
 constexpr uint64_t kPageSize4K = 4096;
 
 std::string hex(uint64_t v) {

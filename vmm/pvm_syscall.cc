@@ -6,37 +6,14 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "vmm/le_bytes.h"
+#include "vmm/x86_arch.h"
+
 namespace kindling::vmm {
 namespace {
 
 constexpr uint8_t kGateInterrupt64 = 0xE;
 constexpr uint8_t kGateTrap64 = 0xF;
-constexpr uint64_t kEferLma = 1ULL << 10;
-// Segment descriptor types (SDM vol. 3A 3.4.5.1): code execute/read accessed, data
-// read/write accessed.
-constexpr uint8_t kTypeCodeExecReadAccessed = 0xB;
-constexpr uint8_t kTypeDataReadWriteAccessed = 0x3;
-
-uint64_t le64(std::span<const uint8_t> b, size_t at) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < 8; ++i) v |= static_cast<uint64_t>(b[at + i]) << (8 * i);
-  return v;
-}
-
-kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code) {
-  kvm_segment s{};
-  s.base = 0;
-  s.limit = 0xffffffff;
-  s.selector = selector;
-  s.type = type;
-  s.present = 1;
-  s.dpl = 0;
-  s.s = 1;
-  s.l = code ? 1 : 0;
-  s.db = code ? 0 : 1;
-  s.g = 1;
-  return s;
-}
 
 std::string kvm_error(const char* what, const KvmErr& e) {
   return std::string("SYSCALL repair: ") + what + ": " + e.message();
@@ -47,11 +24,9 @@ std::string kvm_error(const char* what, const KvmErr& e) {
 std::optional<IdtGate> decode_idt_gate(std::span<const uint8_t> b) {
   if (b.size() < kIdtGateSize) return std::nullopt;
   IdtGate g;
-  g.offset = static_cast<uint64_t>(b[0]) | static_cast<uint64_t>(b[1]) << 8 |
-             static_cast<uint64_t>(b[6]) << 16 | static_cast<uint64_t>(b[7]) << 24 |
-             static_cast<uint64_t>(b[8]) << 32 | static_cast<uint64_t>(b[9]) << 40 |
-             static_cast<uint64_t>(b[10]) << 48 | static_cast<uint64_t>(b[11]) << 56;
-  g.selector = static_cast<uint16_t>(b[2] | b[3] << 8);
+  // The handler offset is split over bytes 0-1 (15:0), 6-7 (31:16) and 8-11 (63:32).
+  g.offset = uint64_t{le16(b, 0)} | uint64_t{le16(b, 6)} << 16 | uint64_t{le32(b, 8)} << 32;
+  g.selector = le16(b, 2);
   g.ist = b[4] & 7;
   g.type = b[5] & 0xF;
   g.dpl = (b[5] >> 5) & 3;

@@ -25,14 +25,9 @@
 #include "vmm/emulation_assist.h"
 #include "vmm/guest_memory.h"
 #include "vmm/page_walk.h"
+#include "vmm/x86_arch.h"
 
 namespace kindling::vmm {
-
-// MSR numbers of STAR, LSTAR and FMASK (Intel SDM vol. 4 table 2-2; Linux's
-// arch/x86/include/asm/msr-index.h MSR_STAR/MSR_LSTAR/MSR_SYSCALL_MASK, not in the uapi).
-inline constexpr uint32_t kMsrStar = 0xc0000081;
-inline constexpr uint32_t kMsrLstar = 0xc0000082;
-inline constexpr uint32_t kMsrFmask = 0xc0000084;
 
 // The MSRs SYSCALL uses (Intel SDM vol. 3A 5.8.8).
 struct SyscallMsrs {

@@ -12,34 +12,16 @@
 #include "common/log.h"
 #include "vmm/kvm_abi.h"
 #include "vmm/kvm_ioctl.h"
+#include "vmm/x86_arch.h"
 
 namespace kindling::vmm {
 namespace {
-
-// MSR numbers (Intel SDM vol. 4, table 2-2); the uapi headers do not export them.
-constexpr uint32_t kMsrTsc = 0x10;
-constexpr uint32_t kMsrSysenterCs = 0x174;
-constexpr uint32_t kMsrSysenterEsp = 0x175;
-constexpr uint32_t kMsrSysenterEip = 0x176;
-constexpr uint32_t kMsrMiscEnable = 0x1a0;
-constexpr uint32_t kMsrMtrrDefType = 0x2ff;
-constexpr uint32_t kMsrStar = 0xc0000081;
-constexpr uint32_t kMsrLstar = 0xc0000082;
-constexpr uint32_t kMsrCstar = 0xc0000083;
-constexpr uint32_t kMsrSyscallMask = 0xc0000084;
-constexpr uint32_t kMsrKernelGsBase = 0xc0000102;
 
 constexpr uint64_t kMiscEnableFastString = 1ULL << 0;
 constexpr uint64_t kMtrrEnable = 1ULL << 11;
 constexpr uint64_t kMtrrTypeWriteBack = 6;
 
-// IA32_EFER bits (Intel SDM vol. 3A, 2.2.1).
-constexpr uint64_t kEferLme = 1ULL << 8;
-constexpr uint64_t kEferLma = 1ULL << 10;
-
-// Segment descriptor types (Intel SDM vol. 3A, 3.4.5.1).
-constexpr uint8_t kTypeCodeExecReadAccessed = 0xb;
-constexpr uint8_t kTypeDataReadWriteAccessed = 0x3;
+// Segment descriptor type of a busy 64-bit TSS (Intel SDM vol. 3A, 3.5).
 constexpr uint8_t kTypeTss64Busy = 0xb;
 
 // Local APIC register offsets and LVT delivery modes (Intel SDM vol. 3A, 10.5.1).
@@ -56,27 +38,12 @@ constexpr std::array<MsrValue, 11> kBootMsrs{{
     {kMsrStar, 0},
     {kMsrCstar, 0},
     {kMsrKernelGsBase, 0},
-    {kMsrSyscallMask, 0},
+    {kMsrFmask, 0},
     {kMsrLstar, 0},
     {kMsrTsc, 0},
     {kMsrMiscEnable, kMiscEnableFastString},
     {kMsrMtrrDefType, kMtrrEnable | kMtrrTypeWriteBack},
 }};
-
-kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code) {
-  kvm_segment s{};
-  s.base = 0;
-  s.limit = 0xffffffff;
-  s.selector = selector;
-  s.type = type;
-  s.present = 1;
-  s.dpl = 0;
-  s.s = 1;
-  s.g = 1;
-  s.l = code ? 1 : 0;   // 64-bit code segment
-  s.db = code ? 0 : 1;  // L=1 requires D=0
-  return s;
-}
 
 uint32_t lapic_reg(const kvm_lapic_state& st, size_t off) {
   uint32_t v;
