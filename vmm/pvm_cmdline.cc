@@ -1,6 +1,7 @@
 #include "vmm/pvm_cmdline.h"
 
 #include <array>
+#include <optional>
 
 namespace kindling::vmm {
 namespace {
@@ -39,17 +40,25 @@ std::span<const PvmSwitch> pvm_cmdline_switches() {
 
 namespace {
 
-// Where the kernel part of `cmdline` ends: the start of a standalone "--" word, else the end.
+// A space-separated word of a command line: [start, end).
+struct Word {
+  size_t start;
+  size_t end;
+};
+
+// The first word of `s` at or after `pos`; nullopt when only spaces are left.
 // (Quoted values with spaces are not considered: kindling never adds any.)
+std::optional<Word> next_word(std::string_view s, size_t pos) {
+  const size_t start = s.find_first_not_of(' ', pos);
+  if (start == std::string_view::npos) return std::nullopt;
+  const size_t end = s.find(' ', start);
+  return Word{start, end == std::string_view::npos ? s.size() : end};
+}
+
+// Where the kernel part of `cmdline` ends: the start of a standalone "--" word, else the end.
 size_t kernel_part_end(std::string_view cmdline) {
-  size_t pos = 0;
-  while (pos < cmdline.size()) {
-    const size_t start = cmdline.find_first_not_of(' ', pos);
-    if (start == std::string_view::npos) break;
-    size_t end = cmdline.find(' ', start);
-    if (end == std::string_view::npos) end = cmdline.size();
-    if (cmdline.substr(start, end - start) == "--") return start;
-    pos = end;
+  for (auto w = next_word(cmdline, 0); w; w = next_word(cmdline, w->end)) {
+    if (cmdline.substr(w->start, w->end - w->start) == "--") return w->start;
   }
   return cmdline.size();
 }
@@ -58,18 +67,12 @@ size_t kernel_part_end(std::string_view cmdline) {
 
 bool cmdline_has_param(std::string_view cmdline, std::string_view param) {
   const std::string_view kernel = cmdline.substr(0, kernel_part_end(cmdline));
-  size_t pos = 0;
-  while (pos < kernel.size()) {
-    const size_t start = kernel.find_first_not_of(' ', pos);
-    if (start == std::string_view::npos) break;
-    size_t end = kernel.find(' ', start);
-    if (end == std::string_view::npos) end = kernel.size();
-    const std::string_view word = kernel.substr(start, end - start);
+  for (auto w = next_word(kernel, 0); w; w = next_word(kernel, w->end)) {
+    const std::string_view word = kernel.substr(w->start, w->end - w->start);
     if (word == param || (word.size() > param.size() && word.substr(0, param.size()) == param &&
                           word[param.size()] == '=')) {
       return true;
     }
-    pos = end;
   }
   return false;
 }
