@@ -49,7 +49,7 @@ int exit_code_for(const MachineErr& e);
 
 // Host facts the builder adapts to.
 struct MachineOptions {
-  bool pvm_host = false;     // append HOST.md's switches (noxsave) and hide XSAVE in CPUID
+  bool pvm_host = false;     // append vmm/pvm_cmdline.h's switches and hide XSAVE in CPUID
   int console_input_fd = 0;  // host fd feeding the UART (stdin); < 0 for none
 };
 

@@ -6,12 +6,14 @@
 
 #include <cstdio>
 #include <string>
+#include <string_view>
 
 #include "common/log.h"
 #include "vmm/cli.h"
 #include "vmm/disks.h"
 #include "vmm/kvm.h"
 #include "vmm/machine.h"
+#include "vmm/pvm_cmdline.h"
 #include "vmm/stop.h"
 
 namespace {
@@ -25,6 +27,19 @@ int error_line(const std::string& what) {
   return kExitUsage;
 }
 
+// Names the switches Machine appends to the kernel command line on a PVM host: the table in
+// vmm/pvm_cmdline.cc, less those the configured (or default) command line already sets.
+void log_pvm_switches(const vmm::VmConfig& config) {
+  std::string added;
+  for (std::string_view s :
+       vmm::pvm_switches_to_add(vmm::compose_cmdline(config.cmdline, {}, false))) {
+    if (!added.empty()) added += ' ';
+    added += s;
+  }
+  KLOG_INFO("PVM host: guest kernel code is emulated; adding to the kernel command line: %s",
+            added.empty() ? "nothing (it sets every PVM switch already)" : added.c_str());
+}
+
 int run_vm(const vmm::VmConfig& config) {
   if (auto level = log::parse_level(config.log_level)) log::set_level(*level);
   // Before any thread exists: every later thread inherits the blocked signals.
@@ -36,7 +51,7 @@ int run_vm(const vmm::VmConfig& config) {
   vmm::MachineOptions opts;
   opts.pvm_host = vmm::host_is_pvm();
   opts.console_input_fd = STDIN_FILENO;
-  if (opts.pvm_host) KLOG_INFO("PVM host: guest kernel code is emulated; adding noxsave");
+  if (opts.pvm_host) log_pvm_switches(config);
   auto machine = vmm::Machine::create(config, opts);
   if (!machine) {
     std::fprintf(stderr, "kindling: error: %s\n", machine.error().message().c_str());

@@ -90,11 +90,19 @@ std::string add_kernel_param(std::string cmdline, std::string_view param) {
   return cmdline;
 }
 
-std::string append_pvm_switches(std::string cmdline) {
+std::vector<std::string_view> pvm_switches_to_add(std::string_view cmdline) {
+  std::vector<std::string_view> out;
   for (const PvmSwitch& s : kSwitches) {
     const std::string_view text = s.text;
     const std::string_view param = text.substr(0, text.find('='));
-    if (cmdline_has_param(cmdline, param)) continue;
+    if (!cmdline_has_param(cmdline, param)) out.push_back(text);
+  }
+  return out;
+}
+
+std::string append_pvm_switches(std::string cmdline) {
+  // Decided on the command line as given: no switch sets another one's parameter.
+  for (std::string_view text : pvm_switches_to_add(cmdline)) {
     cmdline = add_kernel_param(std::move(cmdline), text);
   }
   return cmdline;

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kindling::vmm {
 
@@ -18,6 +19,10 @@ struct PvmSwitch {
 
 // Every switch, in the order they are appended.
 std::span<const PvmSwitch> pvm_cmdline_switches();
+
+// Pure: the switches append_pvm_switches(cmdline) adds, in order: every switch whose parameter
+// `cmdline` does not already set.
+std::vector<std::string_view> pvm_switches_to_add(std::string_view cmdline);
 
 // Pure: `cmdline` with each switch added (add_kernel_param) unless the command line already
 // sets the same parameter (the text before '='): a user's own clearcpuid= or noxsave wins.

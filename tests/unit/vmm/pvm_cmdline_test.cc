@@ -46,6 +46,19 @@ TEST(PvmCmdlineTest, UserSettingWins) {
   EXPECT_EQ(out.find("noxsave"), out.rfind("noxsave")) << out;
 }
 
+TEST(PvmCmdlineTest, SwitchesToAddSkipThoseTheUserSets) {
+  const auto sw = pvm_cmdline_switches();
+  const auto all = pvm_switches_to_add("console=ttyS0");
+  ASSERT_EQ(all.size(), sw.size());
+  for (size_t i = 0; i < sw.size(); ++i) EXPECT_EQ(all[i], sw[i].text);
+  const auto some = pvm_switches_to_add("clearcpuid=308 noxsave");
+  ASSERT_EQ(some.size(), sw.size() - 2);
+  for (std::string_view s : some) {
+    EXPECT_NE(s, "noxsave");
+    EXPECT_NE(s.substr(0, 11), "clearcpuid=");
+  }
+}
+
 TEST(PvmCmdlineTest, NoxsaveFirstAndSmapKept) {
   auto sw = pvm_cmdline_switches();
   ASSERT_FALSE(sw.empty());
