@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "guest/testguest/blk_pattern.h"
-#include "tests/integration/child_process.h"
+#include "tests/support/child_process.h"
 #include "tests/support/temp_image.h"
 
 namespace kindling::test {

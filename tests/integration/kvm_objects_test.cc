@@ -1,7 +1,7 @@
 // The KVM wrappers against the real /dev/kvm: start-up checks, VM plumbing, vCPU setup.
 #include <gtest/gtest.h>
 
-#include "tests/integration/child_process.h"
+#include "tests/support/child_process.h"
 #include "vmm/cpuid.h"
 #include "vmm/kvm.h"
 #include "vmm/vcpu.h"

@@ -6,7 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "tests/integration/child_process.h"
+#include "tests/integration/tiny_kernel.h"
+#include "tests/support/child_process.h"
 #include "vmm/kvm.h"
 
 namespace kindling::test {

@@ -7,13 +7,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "tests/smoke/kindling_runner.h"
+#include "tests/support/child_process.h"
 #include "tests/support/temp_image.h"
 
 namespace kindling::smoke {
@@ -27,7 +30,30 @@ constexpr const char* kBaseCmdline = "console=ttyS0 reboot=k panic=-1 acpi=off p
 constexpr const char* kMem = "128M";
 // kindling's own --timeout, and the deadline after which the test kills it.
 constexpr int kGuestTimeoutS = 150;
-constexpr double kDeadlineS = 170;
+constexpr std::chrono::seconds kDeadline{170};
+
+using test::ChildResult;
+
+// Runs kindling (args[0]) with stdout and stderr in one stream, interleaved as written;
+// SIGKILL at kDeadline.
+ChildResult run_kindling(const std::vector<std::string>& args) {
+  test::ChildOptions opts;
+  opts.deadline = kDeadline;
+  opts.merge_output = true;
+  return test::run_child(args, opts);
+}
+
+// The seconds of kindling's "guest boot-timer: user space reached after X s" line, if any.
+std::optional<double> boot_timer_seconds(const std::string& output) {
+  const std::string key = "user space reached after ";
+  const size_t at = output.find(key);
+  if (at == std::string::npos) return std::nullopt;
+  char* end = nullptr;
+  const char* start = output.c_str() + at + key.size();
+  const double v = std::strtod(start, &end);
+  if (end == start) return std::nullopt;
+  return v;
+}
 
 std::string guest(const char* name) {
   return std::string(KINDLING_GUEST_DIR) + "/" + name;
@@ -41,7 +67,7 @@ class LinuxBootTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
-    if (!kvm_available(why)) {
+    if (!test::kvm_usable(why)) {
       GTEST_SKIP() << "no usable KVM (" << why << "): the smoke tests boot a Linux guest";
     }
     for (const char* f : {"vmlinux", "rootfs.img", "initramfs.cpio", "pattern.bin"}) {
@@ -52,7 +78,7 @@ class LinuxBootTest : public ::testing::Test {
   }
 
   // Boots vmlinux with `args` appended and the checks `checks` on the command line.
-  RunOutput boot(const std::vector<std::string>& args, const std::string& checks) {
+  ChildResult boot(const std::vector<std::string>& args, const std::string& checks) {
     std::vector<std::string> argv = {
         KINDLING_BIN, "run",
         "--kernel",   guest("vmlinux"),
@@ -60,21 +86,21 @@ class LinuxBootTest : public ::testing::Test {
         "--timeout",  std::to_string(kGuestTimeoutS),
         "--cmdline",  std::string(kBaseCmdline) + " kindling.check=" + checks};
     argv.insert(argv.end(), args.begin(), args.end());
-    return run_kindling(argv, kDeadlineS);
+    return run_kindling(argv);
   }
 
   // The run ended by the guest's own reset (exit 0) after its /init printed PASS; reports the
   // boot-timer figure.
-  void expect_pass(const RunOutput& r) {
-    ASSERT_TRUE(r.exited) << "kindling killed after " << r.seconds << " s\n" << tail(r.output);
-    EXPECT_EQ(r.exit_code, 0) << tail(r.output);
-    EXPECT_NE(r.output.find("KINDLING-VERDICT: PASS"), std::string::npos) << tail(r.output);
-    EXPECT_EQ(r.output.find("KINDLING-VERDICT: FAIL"), std::string::npos) << tail(r.output);
+  void expect_pass(const ChildResult& r) {
+    ASSERT_TRUE(r.exited) << "kindling killed after " << r.seconds << " s\n" << tail(r.out);
+    EXPECT_EQ(r.exit_code, 0) << tail(r.out);
+    EXPECT_NE(r.out.find("KINDLING-VERDICT: PASS"), std::string::npos) << tail(r.out);
+    EXPECT_EQ(r.out.find("KINDLING-VERDICT: FAIL"), std::string::npos) << tail(r.out);
     report_boot_timer(r);
   }
 
-  void report_boot_timer(const RunOutput& r) {
-    const auto t = boot_timer_seconds(r.output);
+  void report_boot_timer(const ChildResult& r) {
+    const auto t = boot_timer_seconds(r.out);
     if (t) {
       std::printf("[ boot-timer ] %s: user space reached after %.3f s (run %.1f s)\n",
                   ::testing::UnitTest::GetInstance()->current_test_info()->name(), *t, r.seconds);
@@ -84,28 +110,29 @@ class LinuxBootTest : public ::testing::Test {
 };
 
 TEST_F(LinuxBootTest, RootOnVirtioBlkReachesInit) {
-  const RunOutput r = boot({"--disk", guest("rootfs.img") + ",ro", "--root"}, "root-vda");
+  const ChildResult r = boot({"--disk", guest("rootfs.img") + ",ro", "--root"}, "root-vda");
   expect_pass(r);
-  EXPECT_NE(r.output.find("init: root-vda: / is on vda"), std::string::npos) << tail(r.output);
+  EXPECT_NE(r.out.find("init: root-vda: / is on vda"), std::string::npos) << tail(r.out);
 }
 
 TEST_F(LinuxBootTest, BootTimerPortReportsATime) {
-  const RunOutput r = boot({"--initrd", guest("initramfs.cpio")}, "cpus=1");
+  const ChildResult r = boot({"--initrd", guest("initramfs.cpio")}, "cpus=1");
   expect_pass(r);
-  const auto t = boot_timer_seconds(r.output);
-  ASSERT_TRUE(t) << "no boot-timer line\n" << tail(r.output);
+  const auto t = boot_timer_seconds(r.out);
+  ASSERT_TRUE(t) << "no boot-timer line\n" << tail(r.out);
   EXPECT_GT(*t, 0.0);
   EXPECT_LT(*t, r.seconds);
 }
 
 TEST_F(LinuxBootTest, GuestWritesPatternToSecondDisk) {
   test::TempImage data(4 << 20);
-  const auto pattern = read_file(guest("pattern.bin"));
+  const auto pattern = test::read_file(guest("pattern.bin"));
   ASSERT_TRUE(pattern && !pattern->empty());
-  const RunOutput r = boot({"--disk", guest("rootfs.img") + ",ro", "--root", "--disk", data.path()},
-                           "root-vda,write-vdb");
+  const ChildResult r =
+      boot({"--disk", guest("rootfs.img") + ",ro", "--root", "--disk", data.path()},
+           "root-vda,write-vdb");
   expect_pass(r);
-  EXPECT_NE(r.output.find("init: write-vdb: wrote and read back"), std::string::npos);
+  EXPECT_NE(r.out.find("init: write-vdb: wrote and read back"), std::string::npos);
   data.shadow_write(0, reinterpret_cast<const uint8_t*>(pattern->data()), pattern->size());
   const std::vector<uint8_t> got = data.read_back();
   ASSERT_EQ(got.size(), data.shadow().size());
@@ -122,10 +149,10 @@ TEST_F(LinuxBootTest, GuestWritesPatternToSecondDisk) {
 
 TEST_F(LinuxBootTest, ReadOnlySecondDiskRefusesWrites) {
   test::TempImage data(1 << 20, test::ImageFs::kDisk, 7);
-  const RunOutput r = boot(
+  const ChildResult r = boot(
       {"--disk", guest("rootfs.img") + ",ro", "--root", "--disk", data.path() + ",ro"}, "ro-vdb");
   expect_pass(r);
-  EXPECT_NE(r.output.find("init: ro-vdb: write refused"), std::string::npos) << tail(r.output);
+  EXPECT_NE(r.out.find("init: ro-vdb: write refused"), std::string::npos) << tail(r.out);
   EXPECT_TRUE(data.read_back() == data.shadow()) << "the read-only image changed";
 }
 
@@ -146,34 +173,33 @@ TEST_F(LinuxBootTest, JsonConfigLaunch) {
       << "  \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128}\n"
       << "}\n";
   }
-  const RunOutput r = run_kindling(
-      {KINDLING_BIN, "run", "--config", json, "--timeout", std::to_string(kGuestTimeoutS)},
-      kDeadlineS);
+  const ChildResult r = run_kindling(
+      {KINDLING_BIN, "run", "--config", json, "--timeout", std::to_string(kGuestTimeoutS)});
   fs::remove_all(dir);
   expect_pass(r);
-  EXPECT_NE(r.output.find("init: root-vda: / is on vda"), std::string::npos) << tail(r.output);
+  EXPECT_NE(r.out.find("init: root-vda: / is on vda"), std::string::npos) << tail(r.out);
 }
 
 TEST_F(LinuxBootTest, InitrdOnlyLaunch) {
-  const RunOutput r = boot({"--initrd", guest("initramfs.cpio")}, "cpus=1");
+  const ChildResult r = boot({"--initrd", guest("initramfs.cpio")}, "cpus=1");
   expect_pass(r);
-  EXPECT_NE(r.output.find("init: cpus: 1 online"), std::string::npos) << tail(r.output);
+  EXPECT_NE(r.out.find("init: cpus: 1 online"), std::string::npos) << tail(r.out);
 }
 
 TEST_F(LinuxBootTest, TwoCpusOnline) {
-  const RunOutput r =
+  const ChildResult r =
       boot({"--cpus", "2", "--disk", guest("rootfs.img") + ",ro", "--root"}, "cpus=2,root-vda");
   expect_pass(r);
-  EXPECT_NE(r.output.find("init: cpus: 2 online"), std::string::npos) << tail(r.output);
+  EXPECT_NE(r.out.find("init: cpus: 2 online"), std::string::npos) << tail(r.out);
 }
 
 TEST_F(LinuxBootTest, FailedCheckIsAFailVerdict) {
   // The verdict line is what the other tests trust: a check that cannot pass must say FAIL.
-  const RunOutput r = boot({"--initrd", guest("initramfs.cpio")}, "cpus=3");
-  ASSERT_TRUE(r.exited) << tail(r.output);
-  EXPECT_EQ(r.exit_code, 0) << tail(r.output);
-  EXPECT_NE(r.output.find("KINDLING-VERDICT: FAIL"), std::string::npos) << tail(r.output);
-  EXPECT_EQ(r.output.find("KINDLING-VERDICT: PASS"), std::string::npos) << tail(r.output);
+  const ChildResult r = boot({"--initrd", guest("initramfs.cpio")}, "cpus=3");
+  ASSERT_TRUE(r.exited) << tail(r.out);
+  EXPECT_EQ(r.exit_code, 0) << tail(r.out);
+  EXPECT_NE(r.out.find("KINDLING-VERDICT: FAIL"), std::string::npos) << tail(r.out);
+  EXPECT_EQ(r.out.find("KINDLING-VERDICT: PASS"), std::string::npos) << tail(r.out);
 }
 
 }  // namespace

@@ -1,15 +1,14 @@
-#include "tests/integration/child_process.h"
+#include "tests/support/child_process.h"
 
-#include <elf.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -18,13 +17,30 @@ namespace kindling::test {
 namespace {
 
 std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  return read_file(path).value_or(std::string());
 }
 
-std::string temp_dir() {
+// In the child: stdin from /dev/null, stdout (and stderr) to files, then exec.
+[[noreturn]] void exec_child(const std::vector<std::string>& argv, const std::string& out_path,
+                             const std::string& err_path, bool merge_output) {
+  int in = ::open("/dev/null", O_RDONLY);
+  int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  // One open file for both streams when merged: they share the offset, so they interleave.
+  int err = merge_output ? out : ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (in < 0 || out < 0 || err < 0) ::_exit(127);
+  ::dup2(in, 0);
+  ::dup2(out, 1);
+  ::dup2(err, 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  ::execv(args[0], args.data());
+  ::_exit(127);
+}
+
+}  // namespace
+
+const std::string& child_temp_dir() {
   static const std::string dir = [] {
     char tmpl[] = "/tmp/kindling-it-XXXXXX";
     const char* d = ::mkdtemp(tmpl);
@@ -33,30 +49,15 @@ std::string temp_dir() {
   return dir;
 }
 
-}  // namespace
-
 ChildResult run_child(const std::vector<std::string>& argv, const ChildOptions& opts) {
   // Atomic: tests may run children from several threads at once.
   static std::atomic<int> counter{0};
-  const std::string base = temp_dir() + "/child" + std::to_string(++counter);
+  const std::string base = child_temp_dir() + "/child" + std::to_string(++counter);
   const std::string out_path = base + ".out", err_path = base + ".err";
   ChildResult res;
   const auto start = std::chrono::steady_clock::now();
   pid_t pid = ::fork();
-  if (pid == 0) {
-    int in = ::open("/dev/null", O_RDONLY);
-    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (in < 0 || out < 0 || err < 0) ::_exit(127);
-    ::dup2(in, 0);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
+  if (pid == 0) exec_child(argv, out_path, err_path, opts.merge_output);
   if (pid < 0) return res;
   std::optional<std::chrono::steady_clock::time_point> signalled;
   int status = 0;
@@ -71,8 +72,9 @@ ChildResult run_child(const std::vector<std::string>& argv, const ChildOptions& 
     if (now - start >= opts.deadline) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
+      res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       res.out = slurp(out_path);
-      res.err = slurp(err_path);
+      if (!opts.merge_output) res.err = slurp(err_path);
       return res;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -87,7 +89,7 @@ ChildResult run_child(const std::vector<std::string>& argv, const ChildOptions& 
     res.term_signal = WTERMSIG(status);
   }
   res.out = slurp(out_path);
-  res.err = slurp(err_path);
+  if (!opts.merge_output) res.err = slurp(err_path);
   return res;
 }
 
@@ -101,35 +103,12 @@ bool kvm_usable(std::string& why) {
   return true;
 }
 
-std::string write_tiny_kernel(const std::string& name, const std::vector<unsigned char>& code) {
-  constexpr uint64_t kLoad = 0x100000, kOffset = 0x1000;
-  Elf64_Ehdr eh{};
-  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
-  eh.e_ident[EI_DATA] = ELFDATA2LSB;
-  eh.e_ident[EI_VERSION] = EV_CURRENT;
-  eh.e_type = ET_EXEC;
-  eh.e_machine = EM_X86_64;
-  eh.e_version = EV_CURRENT;
-  eh.e_entry = kLoad;
-  eh.e_phoff = sizeof(Elf64_Ehdr);
-  eh.e_ehsize = sizeof(Elf64_Ehdr);
-  eh.e_phentsize = sizeof(Elf64_Phdr);
-  eh.e_phnum = 1;
-  Elf64_Phdr ph{};
-  ph.p_type = PT_LOAD;
-  ph.p_flags = PF_R | PF_X;
-  ph.p_offset = kOffset;
-  ph.p_vaddr = ph.p_paddr = kLoad;
-  ph.p_filesz = ph.p_memsz = code.size();
-  ph.p_align = 0x1000;
-  std::string image(kOffset + code.size(), '\0');
-  std::memcpy(image.data(), &eh, sizeof(eh));
-  std::memcpy(image.data() + sizeof(eh), &ph, sizeof(ph));
-  std::memcpy(image.data() + kOffset, code.data(), code.size());
-  const std::string path = temp_dir() + "/" + name + ".elf";
-  std::ofstream(path, std::ios::binary) << image;
-  return path;
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 }  // namespace kindling::test
