@@ -79,6 +79,10 @@ size_t Serial::receive(std::span<const uint8_t> bytes) {
     std::lock_guard lock(mu_);
     // In loopback the receiver is wired to the transmitter, not to the host.
     if (mcr_ & UART_MCR_LOOP) return 0;
+    // Host input waits until the guest listens (receive interrupt on): Linux's 8250 driver
+    // clears the FIFO when it opens the port, and turns the interrupt off to throttle or on
+    // close, so bytes offered earlier would be lost (e.g. piped input during boot).
+    if (!(ier_ & UART_IER_RDI)) return 0;
     uint8_t before = pending_sources();
     accepted = std::min(bytes.size(), kRxCapacity - rx_.size());
     rx_.insert(rx_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(accepted));

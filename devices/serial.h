@@ -42,7 +42,8 @@ class Serial : public BusDevice {
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
   // Queues host input for the guest; returns how many bytes were accepted (fewer than given
-  // when the input FIFO is full, 0 in loopback mode). Callable from any thread.
+  // when the input FIFO is full; 0 in loopback mode or while the guest has the receive
+  // interrupt off, so the caller holds the bytes and retries). Callable from any thread.
   size_t receive(std::span<const uint8_t> bytes);
 
   // Writes buffered guest output to the output fd now (call when the guest stops).

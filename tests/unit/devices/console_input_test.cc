@@ -37,6 +37,12 @@ std::string drain(Serial& serial, size_t count) {
   return got;
 }
 
+// Turns on the receive interrupt, as a guest driver does when it opens the port.
+void listen(Serial& serial) {
+  uint8_t ier = UART_IER_RDI;
+  serial.write(UART_IER, std::span<const uint8_t>(&ier, 1));
+}
+
 double cpu_seconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -60,8 +66,25 @@ TEST(ConsoleInput, FeedsPipeInputToTheUart) {
   auto console = ConsoleInput::start(serial, p.r.get());
   ASSERT_TRUE(console) << console.error().message();
   EXPECT_FALSE((*console)->raw_mode());
+  listen(serial);
   ASSERT_EQ(::write(p.w.get(), "ls\r", 3), 3);
   EXPECT_EQ(drain(serial, 3), "ls\r");
+}
+
+// Input typed (or piped) while the guest is still booting is held, not lost, until the guest's
+// driver turns the receive interrupt on.
+TEST(ConsoleInput, InputBeforeTheGuestListensIsHeldNotLost) {
+  Serial serial({}, -1);
+  Pipe p;
+  auto console = ConsoleInput::start(serial, p.r.get());
+  ASSERT_TRUE(console);
+  ASSERT_EQ(::write(p.w.get(), "poweroff\n", 9), 9);
+  std::this_thread::sleep_for(100ms);
+  uint8_t lsr = 0;
+  serial.read(UART_LSR, std::span<uint8_t>(&lsr, 1));
+  EXPECT_FALSE(lsr & UART_LSR_DR);
+  listen(serial);
+  EXPECT_EQ(drain(serial, 9), "poweroff\n");
 }
 
 TEST(ConsoleInput, MoreInputThanTheFifoHoldsArrivesWhole) {
@@ -69,6 +92,7 @@ TEST(ConsoleInput, MoreInputThanTheFifoHoldsArrivesWhole) {
   Pipe p;
   auto console = ConsoleInput::start(serial, p.r.get());
   ASSERT_TRUE(console);
+  listen(serial);
   std::string text;
   for (size_t i = 0; i < 3 * Serial::kRxCapacity; ++i)
     text.push_back(static_cast<char>('a' + i % 26));
@@ -115,6 +139,7 @@ TEST(ConsoleInput, TerminalGoesRawAndIsRestored) {
   ASSERT_EQ(::tcgetattr(s.get(), &before), 0);
   ASSERT_TRUE(before.c_lflag & ICANON);
   Serial serial({}, -1);
+  listen(serial);
   {
     auto console = ConsoleInput::start(serial, s.get());
     ASSERT_TRUE(console);

@@ -166,17 +166,22 @@ TEST_F(SerialTest, ReceivedDataRaisesRdaAndIsReadInOrder) {
   EXPECT_EQ(in(UART_RX), 0);  // empty RBR reads as zero
 }
 
-TEST_F(SerialTest, ReceivedDataWithoutRdaEnabledIsPolledOnly) {
-  feed("q");
-  EXPECT_EQ(irqs_, 0);
-  EXPECT_EQ(in(UART_IIR), UART_IIR_NO_INT);
-  EXPECT_EQ(in(UART_LSR), UART_LSR_DR | UART_LSR_THRE | UART_LSR_TEMT);
-  // Enabling RDA with data waiting raises it.
+TEST_F(SerialTest, HostInputWaitsUntilTheGuestEnablesReceiveInterrupts) {
+  EXPECT_EQ(feed("q"), 0u);  // nobody listens yet: the caller keeps the byte
+  EXPECT_EQ(in(UART_LSR), UART_LSR_THRE | UART_LSR_TEMT);
   out(UART_IER, UART_IER_RDI);
+  EXPECT_EQ(feed("q"), 1u);
   EXPECT_EQ(irqs_, 1);
+  // Turning the interrupt off (Linux throttling or closing the port) keeps what is queued
+  // readable by polling and holds back new input.
+  out(UART_IER, 0);
+  EXPECT_EQ(feed("r"), 0u);
+  EXPECT_EQ(in(UART_LSR), UART_LSR_DR | UART_LSR_THRE | UART_LSR_TEMT);
+  EXPECT_EQ(in(UART_RX), 'q');
 }
 
 TEST_F(SerialTest, ReceiveAcceptsOnlyWhatFits) {
+  out(UART_IER, UART_IER_RDI);
   std::string big(Serial::kRxCapacity + 10, 'a');
   EXPECT_EQ(feed(big), Serial::kRxCapacity);
   EXPECT_EQ(feed("b"), 0u);
@@ -208,7 +213,8 @@ TEST_F(SerialTest, OverrunRaisesLineStatusWithTopPriority) {
 TEST_F(SerialTest, FifoControlSetsIirBitsAndClearsReceiver) {
   out(UART_FCR, UART_FCR_ENABLE_FIFO);
   EXPECT_EQ(in(UART_IIR), 0xC0 | UART_IIR_NO_INT);
-  feed("abc");
+  out(UART_IER, UART_IER_RDI);
+  EXPECT_EQ(feed("abc"), 3u);
   out(UART_FCR, UART_FCR_ENABLE_FIFO | UART_FCR_CLEAR_RCVR);
   EXPECT_FALSE(in(UART_LSR)&UART_LSR_DR);
   feed("abc");
@@ -225,6 +231,7 @@ TEST_F(SerialTest, LoopbackRoutesTransmitToReceiveAndMirrorsModemLines) {
   EXPECT_EQ(in(UART_RX), 'l');
   EXPECT_EQ(in(UART_RX), 'o');
   EXPECT_EQ(in(UART_RX), '\n');
+  out(UART_IER, UART_IER_RDI);
   EXPECT_EQ(feed("host"), 0u);  // host input waits while in loopback
   out(UART_MCR, UART_MCR_LOOP | UART_MCR_DTR | UART_MCR_OUT1);
   EXPECT_EQ(in(UART_MSR)&0xF0, UART_MSR_DSR | UART_MSR_RI);
