@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <system_error>
 
 #include "block/raw_image.h"
@@ -82,7 +83,8 @@ void SyncHelper::run() {
 
 Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
                                                                size_t max_in_flight,
-                                                               bool kernel_fdsync) {
+                                                               bool kernel_fdsync,
+                                                               size_t submit_batch) {
   if (max_in_flight == 0) return fail(BlockError::kEngineSetup, EINVAL, "max_in_flight is 0");
   auto ev = EventFd::create();
   if (!ev) return fail(BlockError::kEngineSetup, ev.error().sys_errno, "aio eventfd");
@@ -95,7 +97,8 @@ Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
   AioContext ctx(raw);
   bool fdsync = kernel_fdsync && probe_fdsync(ctx.get(), image.fd());
   std::unique_ptr<AioEngine> engine(
-      new AioEngine(image, std::move(*ev), std::move(ctx), max_in_flight, fdsync));
+      new AioEngine(image, std::move(*ev), std::move(ctx), max_in_flight, fdsync,
+                    submit_batch == 0 ? max_in_flight : submit_batch));
   if (!fdsync) {
     try {
       engine->helper_ = std::make_unique<SyncHelper>(image.fd(), engine->notifier_);
@@ -109,12 +112,13 @@ Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
 }
 
 AioEngine::AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight,
-                     bool fdsync)
+                     bool fdsync, size_t submit_batch)
     : image_(image),
       notifier_(std::move(notifier)),
       ctx_(std::move(ctx)),
       max_in_flight_(max_in_flight),
       fdsync_(fdsync),
+      submit_batch_(submit_batch),
       iocbs_(2 * max_in_flight),
       tags_(2 * max_in_flight),
       pending_(2 * max_in_flight),
@@ -197,12 +201,13 @@ Result<void, BlockErr> AioEngine::flush_submissions() {
   return {};
 }
 
-// Hands prepared iocbs to the kernel in batches, never more than the context holds.
+// Hands prepared iocbs to the kernel in batches of at most submit_batch_ (see
+// kDefaultSubmitBatch), never more than the context holds.
 void AioEngine::submit_pending() {
   while (pending_count_ > 0) {
     size_t room = max_in_flight_ - kernel_in_flight_;
     if (room == 0) return;  // the next reap frees room and calls this again
-    size_t n = std::min(pending_count_, room);
+    size_t n = std::min({pending_count_, room, submit_batch_});
     for (size_t i = 0; i < n; ++i) batch_[i] = pending_[(pending_head_ + i) % pending_.size()];
     ++submit_calls_;
     int r = io_submit(ctx_.get(), static_cast<long>(n), batch_.data());

@@ -65,7 +65,7 @@ TEST(AioEngine, BatchesSubmissionsIntoOneIoSubmit) {
   TempImage t(1 << 20);
   auto img = RawImage::open(t.path(), false);
   ASSERT_TRUE(img);
-  auto e = AioEngine::create(*img, 64);
+  auto e = AioEngine::create(*img, 64, true, 0);  // no cap on the batch size
   ASSERT_TRUE(e);
   AlignedBuffer buf = AlignedBuffer::allocate(16 * 4096, 4096);
   for (uint64_t i = 0; i < 16; ++i) {
@@ -75,6 +75,30 @@ TEST(AioEngine, BatchesSubmissionsIntoOneIoSubmit) {
   EXPECT_EQ((*e)->stats().submit_calls, 0u);  // queued until flush_submissions()
   ASSERT_TRUE((*e)->flush_submissions());
   EXPECT_EQ((*e)->stats().submit_calls, 1u);
+  size_t got = 0;
+  Completion c[16];
+  while (got < 16) {
+    pollfd p{(*e)->notifier_fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1);
+    got += (*e)->reap({c, 16});
+  }
+  EXPECT_EQ(std::memcmp(buf.data(), t.shadow().data(), 16 * 4096), 0);
+}
+
+// The default cap splits one flush_submissions() into io_submit calls of kDefaultSubmitBatch.
+TEST(AioEngine, CapsIocbsPerIoSubmit) {
+  TempImage t(1 << 20);
+  auto img = RawImage::open(t.path(), false);
+  ASSERT_TRUE(img);
+  auto e = AioEngine::create(*img, 64);
+  ASSERT_TRUE(e);
+  AlignedBuffer buf = AlignedBuffer::allocate(16 * 4096, 4096);
+  for (uint64_t i = 0; i < 16; ++i) {
+    iovec v{buf.data() + i * 4096, 4096};
+    ASSERT_TRUE((*e)->read(i * 4096, {&v, 1}, i));
+  }
+  ASSERT_TRUE((*e)->flush_submissions());
+  EXPECT_EQ((*e)->stats().submit_calls, (16 + kDefaultSubmitBatch - 1) / kDefaultSubmitBatch);
   size_t got = 0;
   Completion c[16];
   while (got < 16) {
