@@ -4,17 +4,20 @@
 # size and depth, in the same run. One line per case:
 #   CASE: kindling N IOPS (M MB/s), fio N IOPS (M MB/s), ratio R, io_submit calls C, merged K
 # Usage: tests/bench/run.sh BUILD_DIR
-# Environment: BENCH_SECONDS (default 6) per measurement, BENCH_IMAGE (default
-# BUILD_DIR/bench/bench-1g.img; must be on a disk filesystem, not tmpfs), BENCH_CASES (names to run).
+# Environment: BENCH_SECONDS (default 2) per measurement, BENCH_ROUNDS (default 7) paired rounds
+# per case, BENCH_IMAGE (default BUILD_DIR/bench/bench-1g.img; must be on a disk filesystem, not
+# tmpfs), BENCH_CASES (names to run).
 set -euo pipefail
 
 build=${1:-build}
-seconds=${BENCH_SECONDS:-6}
+seconds=${BENCH_SECONDS:-2}
+rounds=${BENCH_ROUNDS:-7}
 bench="$build/tests/bench/kindling_blk_bench"
 image=${BENCH_IMAGE:-$build/bench/bench-1g.img}
 image_bytes=$((1024 * 1024 * 1024))
 
 die() { echo "bench: error: $*" >&2; exit 1; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 
 command -v fio >/dev/null || die "fio is not installed (make deps)"
 if [[ ! -x $bench ]]; then
@@ -52,20 +55,43 @@ fio_case() {
   awk -F';' -v bs="$2" '{iops = $8 + $49; printf "%d %.1f\n", iops, iops * bs / 1e6}' <<<"$out"
 }
 
-declare -A k_iops f_iops
+# The host disk's speed drifts by tens of percent over seconds, so one kindling run next to one
+# fio run says little. Each case runs ROUNDS paired rounds (kindling and fio back to back, the
+# order alternating) and reports the medians and the median of the per-round ratios.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+declare -A k_iops f_iops ratios
 run_case() {
-  local name=$1 rw=$2 bs=$3 qd=$4 merge=$5 ratio ki km ks kmerged fio_iops fio_mbps
+  local name=$1 rw=$2 bs=$3 qd=$4 merge=$5 round ki km ks kmerged fi fm
   [[ -n ${BENCH_CASES:-} && " $BENCH_CASES " != *" $name "* ]] && return 0
-  read -r ki km ks kmerged < <(kindling_case "$rw" "$bs" "$qd" "$merge")
-  read -r fio_iops fio_mbps < <(fio_case "$rw" "$bs" "$qd")
-  k_iops[$name]=$ki
-  f_iops[$name]=$fio_iops
-  ratio=$(awk -v a="$ki" -v b="$fio_iops" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-  printf '%s: kindling %.0f IOPS (%s MB/s), fio %s IOPS (%s MB/s), ratio %s, io_submit calls %s, merged %s\n' \
-    "$name" "$ki" "$km" "$fio_iops" "$fio_mbps" "$ratio" "$ks" "$kmerged"
+  local -a kis=() fis=() rs=() rows=()
+  for ((round = 0; round < rounds; round++)); do
+    if ((round % 2 == 0)); then
+      read -r ki km ks kmerged < <(kindling_case "$rw" "$bs" "$qd" "$merge")
+      read -r fi fm < <(fio_case "$rw" "$bs" "$qd")
+    else
+      read -r fi fm < <(fio_case "$rw" "$bs" "$qd")
+      read -r ki km ks kmerged < <(kindling_case "$rw" "$bs" "$qd" "$merge")
+    fi
+    kis+=("$ki") fis+=("$fi")
+    rs+=("$(awk -v a="$ki" -v b="$fi" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
+    rows+=("$ki $km $ks $kmerged")
+  done
+  k_iops[$name]=$(printf '%s\n' "${kis[@]}" | median)
+  f_iops[$name]=$(printf '%s\n' "${fis[@]}" | median)
+  ratios[$name]=$(printf '%s\n' "${rs[@]}" | median)
+  # Counters are those of the round whose kindling figure is closest to the median.
+  read -r ki km ks kmerged < <(printf '%s\n' "${rows[@]}" |
+    awk -v m="${k_iops[$name]}" '{ d = ($1 > m ? $1 - m : m - $1); if (NR == 1 || d < best) { best = d; row = $0 } } END { print row }')
+  local lo hi
+  read -r lo hi < <(printf '%s\n' "${rs[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }')
+  printf '%s: kindling %.0f IOPS (%.1f MB/s), fio %.0f IOPS (%.1f MB/s), ratio %.2f, io_submit calls %s, merged %s  [medians of %d rounds; ratios %s-%s]\n' \
+    "$name" "${k_iops[$name]}" "$(awk -v i="${k_iops[$name]}" -v b="$bs" 'BEGIN { print i * b / 1e6 }')" \
+    "${f_iops[$name]}" "$(awk -v i="${f_iops[$name]}" -v b="$bs" 'BEGIN { print i * b / 1e6 }')" \
+    "${ratios[$name]}" "$ks" "$kmerged" "$rounds" "$lo" "$hi"
 }
 
-echo "bench: image $image ($fs), ${seconds}s per measurement, $(nproc) CPUs"
+echo "bench: image $image ($fs), $rounds paired rounds of ${seconds}s per case, $(nproc) CPUs"
 run_case 4k-randread-qd32 randread 4096 32 1
 run_case 4k-randwrite-qd32 randwrite 4096 32 1
 run_case 128k-seqread-qd8 seqread 131072 8 1
@@ -123,9 +149,8 @@ fi
 check() { # NAME CONDITION-TEXT AWK-EXPR
   if awk "BEGIN { exit !($3) }"; then echo "target met: $1 ($2)"; else echo "target MISSED: $1 ($2)"; fi
 }
-ratio_of() { awk -v a="${k_iops[$1]}" -v b="${f_iops[$1]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
 for c in 4k-randread-qd32 128k-seqread-qd8; do
-  [[ -n ${k_iops[$c]:-} ]] && check "$c" "ratio $(ratio_of "$c") >= 0.9" "$(ratio_of "$c") >= 0.9"
+  [[ -n ${ratios[$c]:-} ]] && check "$c" "median ratio ${ratios[$c]} >= 0.9" "${ratios[$c]} >= 0.9"
 done
 if [[ -n ${k_iops[4k-seqread-qd32]:-} && -n ${k_iops[4k-seqread-qd32-nomerge]:-} ]]; then
   m=${k_iops[4k-seqread-qd32]} n=${k_iops[4k-seqread-qd32-nomerge]} f=${f_iops[4k-seqread-qd32]}
