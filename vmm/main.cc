@@ -38,6 +38,10 @@ void log_pvm_switches(const vmm::VmConfig& config) {
   }
   KLOG_INFO("PVM host: guest kernel code is emulated; adding to the kernel command line: %s",
             added.empty() ? "nothing (it sets every PVM switch already)" : added.c_str());
+  for (const std::string& line :
+       vmm::pvm_cmdline_conflicts(vmm::compose_cmdline(config.cmdline, {}, false))) {
+    KLOG_WARN("%s", line.c_str());
+  }
 }
 
 int run_vm(const vmm::VmConfig& config) {

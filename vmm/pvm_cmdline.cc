@@ -100,6 +100,35 @@ std::vector<std::string_view> pvm_switches_to_add(std::string_view cmdline) {
   return out;
 }
 
+std::vector<std::string> pvm_cmdline_conflicts(std::string_view cmdline) {
+  constexpr std::string_view kWhy =
+      " turns off SMAP, whose clac at the guest's page-fault entry is where kindling repairs "
+      "user-mode SYSCALLs on PVM hosts: user space will die at its first system call";
+  std::vector<std::string> out;
+  const std::string_view kernel = cmdline.substr(0, kernel_part_end(cmdline));
+  for (auto w = next_word(kernel, 0); w; w = next_word(kernel, w->end)) {
+    const std::string_view word = kernel.substr(w->start, w->end - w->start);
+    if (word == "nosmap") {
+      out.push_back(std::string(word) + std::string(kWhy));
+      continue;
+    }
+    constexpr std::string_view kClear = "clearcpuid=";
+    if (word.substr(0, kClear.size()) != kClear) continue;
+    // A comma-separated list of feature numbers (names too, from Linux 6.3).
+    std::string_view list = word.substr(kClear.size());
+    while (!list.empty()) {
+      const size_t comma = list.find(',');
+      const std::string_view item = list.substr(0, comma);
+      if (item == "308" || item == "smap") {
+        out.push_back(std::string(word) + std::string(kWhy));
+        break;
+      }
+      list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    }
+  }
+  return out;
+}
+
 std::string append_pvm_switches(std::string cmdline) {
   // Decided on the command line as given: no switch sets another one's parameter.
   for (std::string_view text : pvm_switches_to_add(cmdline)) {

@@ -28,6 +28,12 @@ std::vector<std::string_view> pvm_switches_to_add(std::string_view cmdline);
 // sets the same parameter (the text before '='): a user's own clearcpuid= or noxsave wins.
 std::string append_pvm_switches(std::string cmdline);
 
+// Pure: one line for each parameter in `cmdline` that breaks a guest on a PVM host: `nosmap`
+// and a `clearcpuid=` naming SMAP (308 or "smap") turn off the `clac` at the guest's page-fault
+// entry, which the user-mode SYSCALL repair (vmm/pvm_syscall.h) hooks, so user space dies at
+// its first system call. Empty when nothing conflicts.
+std::vector<std::string> pvm_cmdline_conflicts(std::string_view cmdline);
+
 // Pure: whether the kernel part of `cmdline` (before a standalone `--`) has a word equal to
 // `param` or starting with `param=`.
 bool cmdline_has_param(std::string_view cmdline, std::string_view param);

@@ -74,5 +74,25 @@ TEST(PvmCmdlineTest, NoxsaveFirstAndSmapKept) {
   }
 }
 
+TEST(PvmCmdlineTest, SmapOffIsAConflict) {
+  EXPECT_TRUE(pvm_cmdline_conflicts("console=ttyS0 quiet").empty());
+  EXPECT_TRUE(pvm_cmdline_conflicts("").empty());
+  // kindling's own switches leave SMAP on.
+  EXPECT_TRUE(pvm_cmdline_conflicts(append_pvm_switches("console=ttyS0")).empty());
+  EXPECT_TRUE(pvm_cmdline_conflicts("clearcpuid=3080,130,30 nosmapx smap").empty());
+  EXPECT_TRUE(pvm_cmdline_conflicts("a -- nosmap clearcpuid=308").empty());  // init arguments
+
+  const auto nosmap = pvm_cmdline_conflicts("console=ttyS0 nosmap");
+  ASSERT_EQ(nosmap.size(), 1u);
+  EXPECT_EQ(nosmap[0].rfind("nosmap turns off SMAP", 0), 0u) << nosmap[0];
+  for (const char* c :
+       {"clearcpuid=308", "clearcpuid=151,308", "clearcpuid=308,580", "clearcpuid=1,smap,2"}) {
+    const auto out = pvm_cmdline_conflicts(std::string("quiet ") + c + " -- sh");
+    ASSERT_EQ(out.size(), 1u) << c;
+    EXPECT_EQ(out[0].rfind(std::string(c) + " turns off SMAP", 0), 0u) << out[0];
+  }
+  EXPECT_EQ(pvm_cmdline_conflicts("nosmap clearcpuid=308").size(), 2u);
+}
+
 }  // namespace
 }  // namespace kindling::vmm
