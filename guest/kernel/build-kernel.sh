@@ -15,8 +15,11 @@
 #                                   leaves a half artifact. A second run with unchanged
 #                                   inputs only prints this path.
 #   logs/kernel-<key>.log           full build log
+# Pruning: a cache hit touches its kernel-<key>/; after each build only the KINDLING_KERNEL_KEEP
+# (default 3) most recently used kernel-<key>/ folders (and their logs) are kept, and the source
+# and object folders of other linux-source package versions are removed.
 # Environment: KINDLING_CACHE, KINDLING_KERNEL_JOBS (default nproc), KINDLING_KERNEL_NICE
-# (default 10).
+# (default 10), KINDLING_KERNEL_KEEP (default 3).
 set -euo pipefail
 
 script_path="$(readlink -f "${BASH_SOURCE[0]}")"
@@ -25,6 +28,7 @@ fragment="$repo_root/configs/guest-kernel.config"
 cache="${KINDLING_CACHE:-$HOME/.cache/kindling}"
 jobs="${KINDLING_KERNEL_JOBS:-$(nproc)}"
 niceness="${KINDLING_KERNEL_NICE:-10}"
+keep="${KINDLING_KERNEL_KEEP:-3}"
 source_pkg=linux-source-6.1
 tarball="/usr/src/$source_pkg.tar.xz"
 
@@ -38,12 +42,14 @@ pkgver="$(dpkg-query -W -f='${Version}' "$source_pkg" 2>/dev/null)" ||
   die "$source_pkg is not installed (make deps)"
 [[ -r "$tarball" ]] || die "$tarball missing (reinstall $source_pkg)"
 [[ -r "$fragment" ]] || die "$fragment missing"
+[[ "$keep" =~ ^[1-9][0-9]*$ ]] || die "KINDLING_KERNEL_KEEP must be a positive integer"
 
 key="$( { printf '%s %s\n' "$source_pkg" "$pkgver"; cat "$fragment" "$script_path"; } |
   sha256sum | cut -c1-16)"
 out="$cache/kernel-$key"
 
 if [[ -f "$out/bzImage" && -f "$out/vmlinux" ]]; then
+  touch "$out" 2>/dev/null || true  # most recently used: kept by the pruning below
   say "cached: $out"
   echo "$out"
   exit 0
@@ -151,5 +157,8 @@ chmod 0755 "$stage"
 rm -rf "$out"
 mv -T "$stage" "$out"
 rm -f "$obj/.kindling-incomplete"
+
+# Prune (the build lock is held).
+"$repo_root/guest/kernel/prune-cache.sh" "$cache" "$keep" "$src" "$obj" >&2
 say "built in ${seconds}s: $out (bzImage $(stat -c %s "$out/bzImage") bytes, vmlinux $(stat -c %s "$out/vmlinux") bytes)"
 echo "$out"
