@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Removes what build-kernel.sh no longer needs from its cache:
 #   - kernel-<key>/ folders beyond the KEEP most recently used (by mtime: build-kernel.sh touches
-#     a folder when it serves it from the cache), with their logs/kernel-<key>.log;
+#     a folder when it serves it from the cache), with their logs/kernel-<key>.log, and the
+#     logs of kernels no longer there (failed or pruned builds);
 #   - source (src/linux-source-*) and object (kbuild-*) folders other than the current ones.
 # Run only while holding the cache's build lock (build-kernel.sh does), so that no build is
 # writing into what is removed. Folders whose names start with "." (builds being staged) are
@@ -35,4 +36,13 @@ done < <({
   [[ -d "$cache/src" ]] && find "$cache/src" -mindepth 1 -maxdepth 1 -type d -name 'linux-source-*'
 } || true)
 
-((pruned == 0)) || echo "prune-cache: removed $pruned old folder(s) from $cache"
+if [[ -d "$cache/logs" ]]; then
+  while IFS= read -r log; do
+    name=$(basename "$log" .log)
+    [[ -d "$cache/$name" ]] && continue
+    rm -f -- "$log"
+    pruned=$((pruned + 1))
+  done < <(find "$cache/logs" -mindepth 1 -maxdepth 1 -type f -name 'kernel-*.log')
+fi
+
+((pruned == 0)) || echo "prune-cache: removed $pruned old folder(s) and log(s) from $cache"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # guest/kernel/prune-cache.sh on a fake cache: keeps the N most recently used kernels and the
-# current source and object folders, removes the rest, and refuses bad arguments.
+# current source and object folders, removes the rest (orphaned logs too), and refuses bad arguments.
 #   prune_cache_test.sh PATH/TO/prune-cache.sh
 set -euo pipefail
 prune=$1
@@ -25,15 +25,17 @@ for k in a b c d e; do
   age=$((age - 1))
 done
 touch "$c/kernel-b"
+: >"$c/logs/kernel-failed.log"  # a build that never finished
 
 out=$("$prune" "$c" 3 "$c/src/linux-source-6.1-new" "$c/kbuild-new")
-[[ $out == *"removed 4 old folder(s)"* ]] || fail "unexpected report: $out"
+[[ $out == *"removed 5 old folder(s) and log(s)"* ]] || fail "unexpected report: $out"
 for k in b d e; do
   [[ -f "$c/kernel-$k/vmlinux" && -f "$c/logs/kernel-$k.log" ]] || fail "kernel-$k was removed"
 done
 for k in a c; do
   [[ ! -e "$c/kernel-$k" && ! -e "$c/logs/kernel-$k.log" ]] || fail "kernel-$k was kept"
 done
+[[ ! -e "$c/logs/kernel-failed.log" ]] || fail "the orphaned log was kept"
 [[ -d "$c/src/linux-source-6.1-new" && -d "$c/kbuild-new" ]] || fail "current src/obj removed"
 [[ ! -e "$c/src/linux-source-6.1-old" && ! -e "$c/kbuild-old" ]] || fail "old src/obj kept"
 [[ -d "$c/.kernel-staging.abc" && -d "$c/src/.extract.x" && -f "$c/kernel-build.lock" ]] ||
