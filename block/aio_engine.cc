@@ -113,18 +113,15 @@ Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
 
 AioEngine::AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight,
                      bool fdsync, size_t submit_batch)
-    : image_(image),
-      notifier_(std::move(notifier)),
+    : AlignedEngine(image, std::move(notifier), max_in_flight),
       ctx_(std::move(ctx)),
-      max_in_flight_(max_in_flight),
       fdsync_(fdsync),
       submit_batch_(submit_batch),
       iocbs_(2 * max_in_flight),
       tags_(2 * max_in_flight),
       pending_(2 * max_in_flight),
       batch_(max_in_flight),
-      events_(max_in_flight),
-      io_(image, max_in_flight, *this) {
+      events_(max_in_flight) {
   free_iocbs_.reserve(iocbs_.size());
   for (iocb& cb : iocbs_) free_iocbs_.push_back(&cb);
   helper_done_.reserve(max_in_flight);
@@ -139,29 +136,6 @@ AioEngine::~AioEngine() {
     kernel_in_flight_ -= static_cast<size_t>(r);
   }
   helper_.reset();  // joins the helper thread
-}
-
-Result<void, BlockErr> AioEngine::read(uint64_t offset, std::span<const iovec> iov,
-                                       uint64_t cookie) {
-  return submit(ReqKind::kRead, offset, iov, cookie);
-}
-
-Result<void, BlockErr> AioEngine::write(uint64_t offset, std::span<const iovec> iov,
-                                        uint64_t cookie) {
-  return submit(ReqKind::kWrite, offset, iov, cookie);
-}
-
-Result<void, BlockErr> AioEngine::flush(uint64_t cookie) {
-  return submit(ReqKind::kFlush, 0, {}, cookie);
-}
-
-Result<void, BlockErr> AioEngine::submit(ReqKind kind, uint64_t offset, std::span<const iovec> iov,
-                                         uint64_t cookie) {
-  size_t ready_before = io_.ready();
-  auto r = io_.submit(kind, offset, iov, cookie);
-  // Requests that finished without the kernel (a write to a read-only image) still notify.
-  if (r && io_.ready() > ready_before) (void)notifier_.signal();
-  return r;
 }
 
 void AioEngine::start(const KernelOp& op) {
@@ -197,7 +171,7 @@ void AioEngine::start(const KernelOp& op) {
 Result<void, BlockErr> AioEngine::flush_submissions() {
   size_t ready_before = io_.ready();
   submit_pending();
-  if (io_.ready() > ready_before) (void)notifier_.signal();
+  announce(ready_before);
   return {};
 }
 
@@ -253,24 +227,14 @@ void AioEngine::reap_kernel() {
   }
 }
 
-size_t AioEngine::reap(std::span<Completion> out) {
-  (void)notifier_.consume();
+void AioEngine::collect_completions() {
   reap_kernel();
   if (helper_) helper_->take_done(helper_done_);
-  // Index loop: a completion may start an op that appends here.
   for (size_t i = 0; i < helper_done_.size(); ++i) {
     io_.complete(helper_done_[i].first, helper_done_[i].second);
   }
   helper_done_.clear();
-  // Next phases of read-modify-writes, and anything -EAGAIN or the context size held back.
   submit_pending();
-  size_t n = io_.take(out);
-  if (io_.ready() > 0) (void)notifier_.signal();
-  return n;
-}
-
-EngineStats AioEngine::stats() const {
-  return EngineStats{submit_calls_, io_.requests(), io_.bounced()};
 }
 
 }  // namespace kindling::block

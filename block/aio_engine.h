@@ -11,9 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "block/aligned_io.h"
-#include "block/io_engine.h"
-#include "common/event_fd.h"
+#include "block/aligned_engine.h"
 
 namespace kindling::block {
 
@@ -65,7 +63,7 @@ class SyncHelper {
 inline constexpr size_t kDefaultSubmitBatch = 4;
 
 // The asynchronous engine. Single-threaded apart from the optional SyncHelper.
-class AioEngine final : public IoEngine, private OpSink {
+class AioEngine final : public AlignedEngine {
  public:
   // `image` must outlive the engine. io_setup gets `max_in_flight` events. FLUSH uses
   // IOCB_CMD_FDSYNC when the kernel takes it and `kernel_fdsync` allows it (tests pass false to
@@ -76,18 +74,7 @@ class AioEngine final : public IoEngine, private OpSink {
   // Waits for the kernel operations in flight (their results are dropped).
   ~AioEngine() override;
 
-  int notifier_fd() const override { return notifier_.fd(); }
-  Result<void, BlockErr> read(uint64_t offset, std::span<const iovec> iov,
-                              uint64_t cookie) override;
-  Result<void, BlockErr> write(uint64_t offset, std::span<const iovec> iov,
-                               uint64_t cookie) override;
-  Result<void, BlockErr> flush(uint64_t cookie) override;
   Result<void, BlockErr> flush_submissions() override;
-  size_t reap(std::span<Completion> out) override;
-  size_t in_flight() const override { return io_.in_flight(); }
-  size_t max_in_flight() const override { return max_in_flight_; }
-  uint64_t max_transfer_bytes() const override { return kMaxTransferBytes; }
-  EngineStats stats() const override;
 
   // Whether FLUSH goes to the kernel as IOCB_CMD_FDSYNC (else: the helper thread).
   bool kernel_fdsync() const { return fdsync_; }
@@ -96,17 +83,14 @@ class AioEngine final : public IoEngine, private OpSink {
   AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight, bool fdsync,
             size_t submit_batch);
   void start(const KernelOp& op) override;
-  Result<void, BlockErr> submit(ReqKind kind, uint64_t offset, std::span<const iovec> iov,
-                                uint64_t cookie);
+  // Kernel completions, helper flushes, then iocbs that waited for room.
+  void collect_completions() override;
   void submit_pending();
   void reap_kernel();
   void complete_op(iocb* cb, int64_t result);
   void release(iocb* cb);
 
-  RawImage& image_;
-  EventFd notifier_;
   AioContext ctx_;
-  size_t max_in_flight_;
   bool fdsync_;
   size_t submit_batch_;         // iocbs per io_submit call at most
   std::vector<iocb> iocbs_;     // two per request: a read-modify-write reads head and tail
@@ -119,9 +103,7 @@ class AioEngine final : public IoEngine, private OpSink {
   std::vector<io_event> events_;                           // scratch for io_getevents
   std::vector<std::pair<uint64_t, int64_t>> helper_done_;  // flushes done off-thread
   size_t kernel_in_flight_ = 0;
-  uint64_t submit_calls_ = 0;
   std::unique_ptr<SyncHelper> helper_;  // only without kernel FDSYNC
-  AlignedIo io_;
 };
 
 }  // namespace kindling::block

@@ -15,44 +15,21 @@ Result<std::unique_ptr<SyncEngine>, BlockErr> SyncEngine::create(RawImage& image
 }
 
 SyncEngine::SyncEngine(RawImage& image, EventFd notifier, size_t max_in_flight)
-    : image_(image),
-      notifier_(std::move(notifier)),
-      max_in_flight_(max_in_flight),
-      io_(image, max_in_flight, *this) {
+    : AlignedEngine(image, std::move(notifier), max_in_flight) {
   ops_.reserve(4);
-}
-
-Result<void, BlockErr> SyncEngine::read(uint64_t offset, std::span<const iovec> iov,
-                                        uint64_t cookie) {
-  return submit(ReqKind::kRead, offset, iov, cookie);
-}
-
-Result<void, BlockErr> SyncEngine::write(uint64_t offset, std::span<const iovec> iov,
-                                         uint64_t cookie) {
-  return submit(ReqKind::kWrite, offset, iov, cookie);
-}
-
-Result<void, BlockErr> SyncEngine::flush(uint64_t cookie) {
-  return submit(ReqKind::kFlush, 0, {}, cookie);
 }
 
 void SyncEngine::start(const KernelOp& op) {
   ops_.push_back(op);
 }
 
-Result<void, BlockErr> SyncEngine::submit(ReqKind kind, uint64_t offset, std::span<const iovec> iov,
-                                          uint64_t cookie) {
-  size_t ready_before = io_.ready();
-  auto r = io_.submit(kind, offset, iov, cookie);
-  if (!r) return r;
+void SyncEngine::after_accept() {
   // A completion can start the next phase of a request (read-modify-write), so run until empty.
   while (!ops_.empty()) {
     KernelOp op = ops_.back();
     ops_.pop_back();
     io_.complete(op.tag, execute(op));
   }
-  if (io_.ready() > ready_before) (void)notifier_.signal();
-  return {};
 }
 
 int64_t SyncEngine::execute(const KernelOp& op) {
@@ -72,18 +49,6 @@ int64_t SyncEngine::execute(const KernelOp& op) {
     }
   } while (n < 0 && errno == EINTR);
   return n < 0 ? -errno : n;
-}
-
-size_t SyncEngine::reap(std::span<Completion> out) {
-  (void)notifier_.consume();
-  size_t n = io_.take(out);
-  // Completions left behind (a small `out`) must wake the caller again.
-  if (io_.ready() > 0) (void)notifier_.signal();
-  return n;
-}
-
-EngineStats SyncEngine::stats() const {
-  return EngineStats{submit_calls_, io_.requests(), io_.bounced()};
 }
 
 }  // namespace kindling::block

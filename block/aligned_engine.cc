@@ -1,0 +1,22 @@
+#include "block/aligned_engine.h"
+
+namespace kindling::block {
+
+Result<void, BlockErr> AlignedEngine::submit(ReqKind kind, uint64_t offset,
+                                             std::span<const iovec> iov, uint64_t cookie) {
+  size_t ready_before = io_.ready();
+  auto r = io_.submit(kind, offset, iov, cookie);
+  if (r) after_accept();
+  announce(ready_before);
+  return r;
+}
+
+size_t AlignedEngine::reap(std::span<Completion> out) {
+  (void)notifier_.consume();
+  collect_completions();
+  size_t n = io_.take(out);
+  if (io_.ready() > 0) (void)notifier_.signal();
+  return n;
+}
+
+}  // namespace kindling::block
