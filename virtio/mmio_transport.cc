@@ -243,6 +243,18 @@ void MmioTransport::write_register(uint64_t offset, uint32_t value) {
 
 void MmioTransport::write_queue_register(uint64_t offset, uint32_t value) {
   Queue* q = selected_queue();
+  if (offset == VIRTIO_MMIO_QUEUE_READY && value == 0 && q != nullptr && q->ready() &&
+      context_.has_value()) {
+    // The driver stops using a queue of a running device (spec 4.2.2: it writes 0 and reads
+    // the register back). kindling's devices run their queues as one unit, so the device stops
+    // as on a reset (its I/O thread finishes what is in flight and pushes it), and stays idle
+    // until the driver resets it; the queue reads back 0.
+    KLOG_DEBUG("virtio-mmio: queue %u stopped by the driver; device idle until reset", queue_sel_);
+    device_->reset();
+    context_.reset();
+    q->set_ready(false);
+    return;
+  }
   // A queue is configured only while it is not ready and before DRIVER_OK (spec 4.2.3.2).
   if (q == nullptr || (status() & VIRTIO_CONFIG_S_DRIVER_OK)) {
     KLOG_DEBUG("virtio-mmio: ignoring queue register 0x%llx (queue %u)",

@@ -261,9 +261,45 @@ TEST_F(TransportTest, QueueRegistersAreIgnoredAfterDriverOk) {
   wr(VIRTIO_MMIO_QUEUE_SEL, 1);
   setup_queue(1, QueueLayout::contiguous(GuestAddress(kRing1), EchoDevice::kMaxSize));
   EXPECT_EQ(rd(VIRTIO_MMIO_QUEUE_READY), 0u);
+  // Moving the running queue's rings is ignored too.
+  wr(VIRTIO_MMIO_QUEUE_SEL, 0);
+  wr(VIRTIO_MMIO_QUEUE_DESC_LOW, 0x200000);
+  const uint8_t payload[] = {5, 6};
+  GuestAddress out = echo(payload);
+  ASSERT_TRUE(eventually([&] { return probe_.completed == 1; }));
+  EXPECT_EQ(kindling::test::read_guest(mem_, out, 2), std::vector<uint8_t>(payload, payload + 2));
+  EXPECT_EQ(rd(VIRTIO_MMIO_QUEUE_READY), 1u);
+}
+
+TEST_F(TransportTest, QueueReadyZeroAfterDriverOkStopsTheDevice) {
+  bring_up();
+  probe_.delay_ms = 300;
+  const uint8_t payload[] = {1, 2, 3};
+  echo(payload);
+  ASSERT_TRUE(eventually([&] { return probe_.popped == 1; }));
   wr(VIRTIO_MMIO_QUEUE_SEL, 0);
   wr(VIRTIO_MMIO_QUEUE_READY, 0);
-  EXPECT_EQ(rd(VIRTIO_MMIO_QUEUE_READY), 1u);
+  // The write returned after the chain in flight finished; the queue reads back 0.
+  EXPECT_EQ(probe_.completed, 1);
+  EXPECT_FALSE(probe_.running);
+  EXPECT_FALSE(t_->activated());
+  EXPECT_EQ(rd(VIRTIO_MMIO_QUEUE_READY), 0u);
+  EXPECT_EQ(driver_status() & kDriverOk, kDriverOk);
+  // Re-enabling it without a reset is ignored, and new requests are not processed.
+  wr(VIRTIO_MMIO_QUEUE_READY, 1);
+  EXPECT_EQ(rd(VIRTIO_MMIO_QUEUE_READY), 0u);
+  probe_.delay_ms = 0;
+  echo(payload);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(probe_.popped, 1);
+  // A reset and a new bring-up make the device work again.
+  wr(VIRTIO_MMIO_STATUS, 0);
+  mq_.reset();
+  bring_up();
+  EXPECT_EQ(probe_.activations, 2);
+  GuestAddress out = echo(payload);
+  ASSERT_TRUE(eventually([&] { return probe_.completed == 2; }));
+  EXPECT_EQ(kindling::test::read_guest(mem_, out, 3), std::vector<uint8_t>(payload, payload + 3));
 }
 
 struct BadQueueCase {
