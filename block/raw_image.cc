@@ -138,8 +138,10 @@ Result<RawImage, BlockErr> RawImage::open(const std::string& path, bool read_onl
     }
     if (!known) known = dio_align_from_statx(fd, &a);
     if (!known) known = dio_align_from_probe(fd, &a);
-    if (!known) return fail_errno(BlockError::kStat, path + ": probing direct I/O alignment");
-    bool usable = a.offset != 0;  // statx reports 0 when the file cannot do direct I/O
+    if (options.fail_align_probe) known = false;
+    // Unknown (no statx report, and no aligned read of 512..4096 bytes worked): buffered.
+    bool usable = known && a.offset != 0;  // statx reports 0 when the file cannot do direct I/O
+    if (!known) buffered_why = "its direct-I/O alignment could not be found (statx, probe reads)";
     a.mem = std::max({a.mem, options.force_mem_align, uint32_t{1}});
     a.offset = std::max({a.offset, options.force_offset_align, uint32_t{512}});
     if (!usable || !is_pow2(a.offset) || !is_pow2(a.mem)) {

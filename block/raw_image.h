@@ -20,6 +20,9 @@ struct OpenOptions {
   uint32_t force_offset_align = 0;
   // Tests: pretend guest buffers need this memory alignment. 0 = probe.
   uint32_t force_mem_align = 0;
+  // Tests: behave as if no way of finding the direct-I/O alignment worked (the image then
+  // falls back to buffered I/O).
+  bool fail_align_probe = false;
 };
 
 // An open, locked image. Writers hold an exclusive flock, readers a shared one, for the life of

@@ -102,6 +102,21 @@ TEST(RawImage, SizeNotMultipleOfDirectBlockStaysBuffered) {
   EXPECT_NE(log.find("not a multiple"), std::string::npos) << log;
 }
 
+TEST(RawImage, UnknownDirectAlignmentFallsBackToBufferedWithOneLogLine) {
+  TempImage t(64 << 10);
+  testing::internal::CaptureStderr();
+  auto img = RawImage::open(t.path(), false, OpenOptions{.fail_align_probe = true});
+  std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(img) << img.error().message();
+  EXPECT_FALSE(img->direct());
+  EXPECT_EQ(img->offset_align(), 512u);
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  EXPECT_NE(log.find("alignment could not be found"), std::string::npos) << log;
+  // The fd really lost O_DIRECT: an unaligned buffered read works.
+  char buf[100];
+  EXPECT_EQ(::pread(img->fd(), buf + 1, 7, 3), 7);
+}
+
 TEST(RawImage, TwoWritersConflict) {
   TempImage t(64 << 10);
   auto first = RawImage::open(t.path(), false);
