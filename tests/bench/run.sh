@@ -66,13 +66,17 @@ run_case() {
   [[ -n ${BENCH_CASES:-} && " $BENCH_CASES " != *" $name "* ]] && return 0
   local -a kis=() fis=() rs=() rows=()
   for ((round = 0; round < rounds; round++)); do
+    # Command substitutions, not `< <(...)`: a failing measurement must stop the script.
+    local k f
     if ((round % 2 == 0)); then
-      read -r ki km ks kmerged < <(kindling_case "$rw" "$bs" "$qd" "$merge")
-      read -r fi fm < <(fio_case "$rw" "$bs" "$qd")
+      k=$(kindling_case "$rw" "$bs" "$qd" "$merge")
+      f=$(fio_case "$rw" "$bs" "$qd")
     else
-      read -r fi fm < <(fio_case "$rw" "$bs" "$qd")
-      read -r ki km ks kmerged < <(kindling_case "$rw" "$bs" "$qd" "$merge")
+      f=$(fio_case "$rw" "$bs" "$qd")
+      k=$(kindling_case "$rw" "$bs" "$qd" "$merge")
     fi
+    read -r ki km ks kmerged <<<"$k"
+    read -r fi fm <<<"$f"
     kis+=("$ki") fis+=("$fi")
     rs+=("$(awk -v a="$ki" -v b="$fi" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
     rows+=("$ki $km $ks $kmerged")
@@ -85,7 +89,7 @@ run_case() {
     awk -v m="${k_iops[$name]}" '{ d = ($1 > m ? $1 - m : m - $1); if (NR == 1 || d < best) { best = d; row = $0 } } END { print row }')
   local lo hi
   read -r lo hi < <(printf '%s\n' "${rs[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }')
-  printf '%s: kindling %.0f IOPS (%.1f MB/s), fio %.0f IOPS (%.1f MB/s), ratio %.2f, io_submit calls %s, merged %s  [medians of %d rounds; ratios %s-%s]\n' \
+  printf '%s: kindling %.0f IOPS (%.1f MB/s), fio %.0f IOPS (%.1f MB/s), ratio %.2f, io_submit calls %s, merged %s\n    (medians of %d paired rounds; per-round ratios %s-%s)\n' \
     "$name" "${k_iops[$name]}" "$(awk -v i="${k_iops[$name]}" -v b="$bs" 'BEGIN { print i * b / 1e6 }')" \
     "${f_iops[$name]}" "$(awk -v i="${f_iops[$name]}" -v b="$bs" 'BEGIN { print i * b / 1e6 }')" \
     "${ratios[$name]}" "$ks" "$kmerged" "$rounds" "$lo" "$hi"
