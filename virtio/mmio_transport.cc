@@ -247,8 +247,9 @@ void MmioTransport::write_queue_register(uint64_t offset, uint32_t value) {
       context_.has_value()) {
     // The driver stops using a queue of a running device (spec 4.2.2: it writes 0 and reads
     // the register back). kindling's devices run their queues as one unit, so the device stops
-    // as on a reset (its I/O thread finishes what is in flight and pushes it), and stays idle
-    // until the driver resets it; the queue reads back 0.
+    // as on a reset: it waits for the I/O the kernel still holds (which writes into guest
+    // buffers) and does not answer those requests. It stays idle until the driver resets it;
+    // the queue reads back 0.
     KLOG_DEBUG("virtio-mmio: queue %u stopped by the driver; device idle until reset", queue_sel_);
     device_->reset();
     context_.reset();
