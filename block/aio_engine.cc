@@ -184,16 +184,26 @@ void AioEngine::submit_pending() {
     size_t n = std::min({pending_count_, room, submit_batch_});
     for (size_t i = 0; i < n; ++i) batch_[i] = pending_[(pending_head_ + i) % pending_.size()];
     ++submit_calls_;
-    int r = io_submit(ctx_.get(), static_cast<long>(n), batch_.data());
+    int r = submit_fn_ ? submit_fn_(ctx_.get(), static_cast<long>(n), batch_.data())
+                       : io_submit(ctx_.get(), static_cast<long>(n), batch_.data());
     if (r > 0) {
       // A partial submission leaves the rest queued; the loop offers them again.
+      idle_refusals_ = 0;
       pending_head_ = (pending_head_ + static_cast<size_t>(r)) % pending_.size();
       pending_count_ -= static_cast<size_t>(r);
       kernel_in_flight_ += static_cast<size_t>(r);
       continue;
     }
-    if ((r == -EAGAIN || r == 0) && kernel_in_flight_ > 0) return;  // retried after a reap
-    // The first iocb is refused (or nothing can ever free resources): fail it, go on.
+    if (r == -EAGAIN || r == 0) {
+      if (kernel_in_flight_ > 0) return;  // retried after the next reap
+      if (++idle_refusals_ <= kIdleSubmitRetries) {
+        // No completion will come to retry on: wake the I/O thread ourselves (bounded).
+        (void)notifier_.signal();
+        return;
+      }
+    }
+    // The first iocb is refused, or out of retries: fail it, go on with the rest.
+    idle_refusals_ = 0;
     iocb* cb = pending_[pending_head_];
     pending_head_ = (pending_head_ + 1) % pending_.size();
     --pending_count_;

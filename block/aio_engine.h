@@ -5,6 +5,7 @@
 #include <libaio.h>
 
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -62,6 +63,18 @@ class SyncHelper {
 // disk fed continuously: measured 4k random reads at depth 32 went from ~70k to ~85k IOPS.
 inline constexpr size_t kDefaultSubmitBatch = 4;
 
+// How many times in a row io_submit may refuse (-EAGAIN, or 0 accepted) with nothing of ours in
+// flight before the first queued iocb fails with -EAGAIN. With iocbs in flight a refusal simply
+// waits for the next reap. With none, no completion will come to retry on, so the engine signals
+// its own eventfd: the I/O thread comes back (reap) and offers the iocbs again. Since our
+// accounting never asks the kernel for more than io_setup granted, such a refusal means a kernel
+// allocation failed; a few wake-ups ride out a blip, and a bound (no timer, no sleep) keeps a
+// persistent failure from turning into a busy loop: the request then fails (IOERR for a guest).
+inline constexpr unsigned kIdleSubmitRetries = 3;
+
+// io_submit's signature: the seam through which tests inject refusals and partial submissions.
+using SubmitFn = std::function<int(io_context_t, long, iocb**)>;
+
 // The asynchronous engine. Single-threaded apart from the optional SyncHelper.
 class AioEngine final : public AlignedEngine {
  public:
@@ -78,6 +91,10 @@ class AioEngine final : public AlignedEngine {
 
   // Whether FLUSH goes to the kernel as IOCB_CMD_FDSYNC (else: the helper thread).
   bool kernel_fdsync() const { return fdsync_; }
+
+  // Tests only: every later io_submit of requests goes through `fn` (empty: ::io_submit). The
+  // production path pays one test of an empty std::function per io_submit call.
+  void set_submit_for_testing(SubmitFn fn) { submit_fn_ = std::move(fn); }
 
  private:
   AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight, bool fdsync,
@@ -103,6 +120,8 @@ class AioEngine final : public AlignedEngine {
   std::vector<io_event> events_;                           // scratch for io_getevents
   std::vector<std::pair<uint64_t, int64_t>> helper_done_;  // flushes done off-thread
   size_t kernel_in_flight_ = 0;
+  unsigned idle_refusals_ = 0;  // refusals in a row with nothing in flight (kIdleSubmitRetries)
+  SubmitFn submit_fn_;          // empty outside tests
   std::unique_ptr<SyncHelper> helper_;  // only without kernel FDSYNC
 };
 

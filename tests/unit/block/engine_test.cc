@@ -1,9 +1,11 @@
 // One typed suite run against every I/O engine, checked against the image's shadow copy.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <limits.h>
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -396,6 +398,64 @@ TYPED_TEST(EngineTest, RandomMixMatchesTheShadow) {
   while (in_flight > 0) reap_some();
   EXPECT_GT(checked, 1000u);
   EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+// `count` iovecs over one buffer, of mixed lengths (`unit`, every 7th twice that), each starting
+// `unit` past the previous one's end so that a misplaced byte cannot land in a neighbour.
+struct SpreadIovecs {
+  SpreadIovecs(size_t count, size_t unit, uint64_t seed) {
+    size_t span = 0;
+    for (size_t i = 0; i < count; ++i) span += unit * (i % 7 == 6 ? 2 : 1) + unit;
+    mem = AlignedBuffer::allocate(span, 4096);
+    test::fill_random(mem.data(), span, seed);
+    uint8_t* p = mem.data();
+    for (size_t i = 0; i < count; ++i) {
+      size_t len = unit * (i % 7 == 6 ? 2 : 1);
+      iov.push_back({p, len});
+      total += len;
+      p += len + unit;
+    }
+  }
+  // Whether the iovecs hold the `total` bytes of `image` starting at `off`.
+  bool matches(const std::vector<uint8_t>& image, uint64_t off) const {
+    for (const iovec& v : iov) {
+      if (std::memcmp(v.iov_base, image.data() + off, v.iov_len) != 0) return false;
+      off += v.iov_len;
+    }
+    return true;
+  }
+  AlignedBuffer mem;
+  std::vector<iovec> iov;
+  size_t total = 0;
+};
+
+// More iovecs than one preadv/pwritev takes (IOV_MAX): the request layer gathers them through
+// one bounce buffer. Exactly IOV_MAX aligned iovecs still go straight from the caller's memory,
+// so the bounce counter tells which path each request took.
+TYPED_TEST(EngineTest, MoreThanIovMaxIovecsGoThroughOneBuffer) {
+  TempImage t(16 << 20);
+  this->open(t);
+  ASSERT_TRUE(this->image_->direct());
+  const size_t unit = std::max<size_t>(this->image_->offset_align(), this->image_->mem_align());
+  const uint64_t off = 3 * unit;
+
+  SpreadIovecs direct(IOV_MAX, unit, 1);
+  ASSERT_EQ(this->read(off, direct.iov), static_cast<int64_t>(direct.total));
+  EXPECT_TRUE(direct.matches(t.shadow(), off));
+  EXPECT_EQ(this->engine_->stats().bounced, 0u);
+
+  SpreadIovecs w(IOV_MAX + 5, unit, 2);
+  ASSERT_EQ(this->write(off, w.iov), static_cast<int64_t>(w.total));
+  EXPECT_EQ(this->engine_->stats().bounced, 1u);
+  for (size_t i = 0, pos = off; i < w.iov.size(); pos += w.iov[i].iov_len, ++i) {
+    t.shadow_write(pos, static_cast<const uint8_t*>(w.iov[i].iov_base), w.iov[i].iov_len);
+  }
+  EXPECT_EQ(t.read_back(), t.shadow());
+
+  SpreadIovecs r(IOV_MAX + 5, unit, 3);
+  ASSERT_EQ(this->read(off + unit, r.iov), static_cast<int64_t>(r.total));
+  EXPECT_EQ(this->engine_->stats().bounced, 2u);
+  EXPECT_TRUE(r.matches(t.shadow(), off + unit));
 }
 
 TYPED_TEST(EngineTest, ZeroLengthRequestCompletes) {

@@ -4,7 +4,9 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "block/aio_engine.h"
 #include "block/bounce_pool.h"
@@ -135,6 +137,156 @@ TEST(AioEngine, PartialSubmissionKeepsTheRestQueued) {
   EXPECT_EQ(result[1], 4096);
   EXPECT_EQ(result[2], -EBADF);
   EXPECT_EQ(result[3], 4096);
+}
+
+// Queues `count` aligned 4 KiB reads (cookie i reads block i into `buf`) and submits them.
+void queue_reads(AioEngine& e, AlignedBuffer& buf, uint64_t count) {
+  for (uint64_t i = 0; i < count; ++i) {
+    iovec v{buf.data() + i * 4096, 4096};
+    ASSERT_TRUE(e.read(i * 4096, {&v, 1}, i));
+  }
+  ASSERT_TRUE(e.flush_submissions());
+}
+
+// Waits on the notifier (10 s at most each time, 100 wake-ups at most) until `count` more
+// requests completed; stores their results in `result`, indexed by cookie.
+void collect(AioEngine& e, std::vector<int64_t>& result, size_t count) {
+  size_t got = 0;
+  Completion c[16];
+  for (int wakeups = 0; got < count && wakeups < 100; ++wakeups) {
+    pollfd p{e.notifier_fd(), POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) break;
+    size_t n = e.reap(c);
+    for (size_t i = 0; i < n; ++i) {
+      EXPECT_LT(c[i].cookie, result.size());
+      if (c[i].cookie < result.size()) result[c[i].cookie] = c[i].result;
+    }
+    got += n;
+  }
+  EXPECT_EQ(got, count);
+  EXPECT_EQ(e.in_flight(), 0u);
+}
+
+// Collects `count` completions of cookies 0..count-1; their results by cookie (1 where none).
+std::vector<int64_t> collect(AioEngine& e, size_t count) {
+  std::vector<int64_t> result(count, 1);
+  collect(e, result, count);
+  return result;
+}
+
+// An io_submit that refuses its first `refusals` calls with `refusal`, then passes at most
+// `cap` iocbs per call (0: all) to the kernel. Counts every call in `calls`.
+SubmitFn faulty_submit(int& calls, int refusals, int refusal, long cap = 0) {
+  return [&calls, refusals, refusal, cap](io_context_t ctx, long n, iocb** list) {
+    if (++calls <= refusals) return refusal;
+    return ::io_submit(ctx, cap > 0 ? std::min(n, cap) : n, list);
+  };
+}
+
+// The kernel accepting fewer iocbs than offered, without an error (the case above has one):
+// the loop offers the rest at once, and every request completes with its data.
+TEST(AioEngine, ShortSubmissionOffersTheRestAgain) {
+  TempImage t(1 << 20);
+  auto img = RawImage::open(t.path(), false);
+  ASSERT_TRUE(img);
+  auto e = AioEngine::create(*img, 64, true, 0);
+  ASSERT_TRUE(e);
+  int calls = 0;
+  (*e)->set_submit_for_testing(faulty_submit(calls, 0, 0, 2));
+  AlignedBuffer buf = AlignedBuffer::allocate(5 * 4096, 4096);
+  queue_reads(**e, buf, 5);
+  EXPECT_EQ(calls, 3);  // 2 + 2 + 1, all within one flush_submissions()
+  EXPECT_EQ((*e)->stats().submit_calls, 3u);
+  auto result = collect(**e, 5);
+  for (int64_t r : result) EXPECT_EQ(r, 4096);
+  EXPECT_EQ(std::memcmp(buf.data(), t.shadow().data(), 5 * 4096), 0);
+}
+
+// -EAGAIN while some of our iocbs are in flight: the rest stay queued (no error, no retry at
+// once, no self-wake: the completions bring the I/O thread back) and go out after the next reap.
+TEST(AioEngine, RefusalWithIocbsInFlightWaitsForAReap) {
+  TempImage t(1 << 20);
+  auto img = RawImage::open(t.path(), false);
+  ASSERT_TRUE(img);
+  auto e = AioEngine::create(*img, 64, true, 0);
+  ASSERT_TRUE(e);
+  int calls = 0;
+  (*e)->set_submit_for_testing([&](io_context_t ctx, long n, iocb** list) {
+    ++calls;
+    if (calls == 1) return ::io_submit(ctx, std::min(n, 2L), list);  // 2 go in flight
+    if (calls == 2) return -EAGAIN;
+    return ::io_submit(ctx, n, list);
+  });
+  AlignedBuffer buf = AlignedBuffer::allocate(8 * 4096, 4096);
+  queue_reads(**e, buf, 8);
+  EXPECT_EQ(calls, 2);  // stopped at the refusal instead of retrying at once
+  // The eventfd counts one per kernel completion; a self-wake would add one more.
+  uint64_t signals = 0;
+  while (signals < 2) {
+    pollfd p{(*e)->notifier_fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1);
+    uint64_t v = 0;
+    ASSERT_EQ(::read((*e)->notifier_fd(), &v, sizeof(v)), static_cast<ssize_t>(sizeof(v)));
+    signals += v;
+  }
+  EXPECT_EQ(signals, 2u);
+  // Both kernel completions are in: this reap takes them and submits the six left together.
+  std::vector<int64_t> result(8, 1);
+  Completion c[8];
+  size_t n = (*e)->reap(c);
+  EXPECT_EQ(n, 2u);
+  for (size_t i = 0; i < n; ++i) result[c[i].cookie % 8] = c[i].result;
+  EXPECT_EQ(calls, 3);
+  collect(**e, result, 8 - n);
+  for (int64_t r : result) EXPECT_EQ(r, 4096);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(std::memcmp(buf.data(), t.shadow().data(), 8 * 4096), 0);
+}
+
+// -EAGAIN with nothing in flight: no completion would ever retry, so the engine wakes itself and
+// offers the iocbs again (kIdleSubmitRetries times at most); a passing blip costs no request.
+TEST(AioEngine, RefusalWithNothingInFlightIsRetried) {
+  TempImage t(1 << 20);
+  auto img = RawImage::open(t.path(), false);
+  ASSERT_TRUE(img);
+  auto e = AioEngine::create(*img, 64, true, 0);
+  ASSERT_TRUE(e);
+  int calls = 0;
+  (*e)->set_submit_for_testing(faulty_submit(calls, kIdleSubmitRetries, -EAGAIN));
+  AlignedBuffer buf = AlignedBuffer::allocate(2 * 4096, 4096);
+  queue_reads(**e, buf, 2);
+  EXPECT_EQ(calls, 1);
+  pollfd p{(*e)->notifier_fd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 1) << "the engine must wake the I/O thread to retry";
+  auto result = collect(**e, 2);
+  EXPECT_EQ(result[0], 4096);
+  EXPECT_EQ(result[1], 4096);
+  EXPECT_EQ(calls, static_cast<int>(kIdleSubmitRetries) + 1);
+  EXPECT_EQ(std::memcmp(buf.data(), t.shadow().data(), 2 * 4096), 0);
+}
+
+// A refusal that outlasts the retries fails only the first queued request (-EAGAIN, an I/O
+// error for a guest); the others still go, the engine works afterwards, and nothing spins.
+TEST(AioEngine, PersistentRefusalWithNothingInFlightFailsOneRequest) {
+  TempImage t(1 << 20);
+  auto img = RawImage::open(t.path(), false);
+  ASSERT_TRUE(img);
+  auto e = AioEngine::create(*img, 64, true, 0);
+  ASSERT_TRUE(e);
+  int calls = 0;
+  (*e)->set_submit_for_testing(faulty_submit(calls, kIdleSubmitRetries + 1, -EAGAIN));
+  AlignedBuffer buf = AlignedBuffer::allocate(3 * 4096, 4096);
+  queue_reads(**e, buf, 3);
+  auto result = collect(**e, 3);
+  EXPECT_EQ(result[0], -EAGAIN);
+  EXPECT_EQ(result[1], 4096);
+  EXPECT_EQ(result[2], 4096);
+  EXPECT_EQ(calls, static_cast<int>(kIdleSubmitRetries) + 2);  // refusals, then the other two
+  EXPECT_EQ(std::memcmp(buf.data() + 4096, t.shadow().data() + 4096, 2 * 4096), 0);
+  std::memset(buf.data(), 0, 4096);
+  queue_reads(**e, buf, 1);
+  EXPECT_EQ(collect(**e, 1)[0], 4096);
+  EXPECT_EQ(std::memcmp(buf.data(), t.shadow().data(), 4096), 0);
 }
 
 // Destroying an engine with I/O in flight waits for the kernel instead of freeing under it.
