@@ -100,7 +100,7 @@ class AioEngine final : public AlignedEngine {
   AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight, bool fdsync,
             size_t submit_batch);
   void start(const KernelOp& op) override;
-  // Kernel completions, helper flushes, then iocbs that waited for room.
+  // Kernel completions, helper flushes, then the iocbs that wait for room or after a refusal.
   void collect_completions() override;
   void submit_pending();
   void reap_kernel();
