@@ -50,7 +50,7 @@ constexpr uint64_t bit(unsigned n) {
 
 Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::open(
     const BlockOptions& options) {
-  block::OpenOptions open_options;
+  block::OpenOptions open_options = options.open;
   open_options.allow_direct = options.direct;
   auto image = block::RawImage::open(options.path, options.read_only, open_options);
   if (!image) {

@@ -47,6 +47,7 @@ struct BlockOptions {
   uint16_t queue_size = 256;      // the queue's maximum size (a power of two)
   std::string engine = "libaio";  // I/O engine: "libaio" or "sync"
   uint32_t poll_us = 0;           // busy-poll this long for new work before sleeping (0 = off)
+  block::OpenOptions open;  // image open options (open() only; `direct` wins over allow_direct)
 };
 
 enum class BlockDeviceError {
@@ -88,6 +89,8 @@ class BlockDevice : public VirtioDevice, private RequestSink {
 
   // A snapshot of the counters (exact once the device is reset; live while active).
   BlockStats stats() const;
+  // The engine's counters (requests, kernel submissions, bounced requests).
+  block::EngineStats engine_stats() const { return engine_->stats(); }
   // What the parser checks requests against (capacity, read-only, serial).
   const DiskFacts& disk() const { return facts_; }
   // The device configuration space as the driver reads it.

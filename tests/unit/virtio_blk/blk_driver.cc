@@ -93,7 +93,9 @@ vmm::GuestAddress BlkDriver::status_addr(uint16_t tag) const {
   return vmm::GuestAddress(hdr_base_ + 16ULL * opts_.queue_size + tag);
 }
 
-bool BlkDriver::add(uint16_t tag, uint32_t type, uint64_t sector, uint32_t len, unsigned segments) {
+bool BlkDriver::add(uint16_t tag, uint32_t type, uint64_t sector, uint32_t len, unsigned segments,
+                    uint32_t data_offset) {
+  if (uint64_t{data_offset} + len > opts_.max_data) return false;
   virtio_blk_outhdr h{};
   h.type = type;
   h.sector = sector;
@@ -108,7 +110,7 @@ bool BlkDriver::add(uint16_t tag, uint32_t type, uint64_t sector, uint32_t len, 
   for (unsigned i = 0; i < segments && len > 0; ++i) {
     // Equal pieces in 512-byte units; the last one takes the rest.
     uint32_t piece = i + 1 == segments ? len - at : (len / segments) & ~511u;
-    chain_.push_back({data_addr(tag) + at, piece, writable});
+    chain_.push_back({data_addr(tag) + data_offset + at, piece, writable});
     at += piece;
   }
   chain_.push_back({status_addr(tag), 1, true});

@@ -70,8 +70,10 @@ class BlkDriver {
   std::span<uint8_t> data(uint16_t tag) const;
 
   // Offers request `tag` (type VIRTIO_BLK_T_*, `len` data bytes split into `segments`
-  // descriptors; writable for IN/GET_ID). Not visible until kick(). False when the ring is full.
-  bool add(uint16_t tag, uint32_t type, uint64_t sector, uint32_t len, unsigned segments = 1);
+  // descriptors; writable for IN/GET_ID), its data `data_offset` bytes into the tag's area.
+  // Not visible until kick(). False when the ring is full or the data does not fit the area.
+  bool add(uint16_t tag, uint32_t type, uint64_t sector, uint32_t len, unsigned segments = 1,
+           uint32_t data_offset = 0);
   // Offers a raw chain (for malformed requests); maps its head to `tag`.
   bool add_raw(uint16_t tag, std::span<const ChainBuffer> bufs);
   // Publishes what was added and notifies the device if it asked for it.

@@ -80,9 +80,19 @@ class FakeEngine : public block::IoEngine {
   // Thread-safe: a test may complete while the device's I/O thread runs.
   void complete(size_t i, std::optional<int64_t> result = std::nullopt) {
     std::lock_guard lock(mu_);
-    const Submission& s = subs[i];
-    done_.push_back({s.cookie, result ? *result : static_cast<int64_t>(s.bytes())});
-    (void)notifier_.signal();
+    complete_locked(i, result);
+  }
+  // Completes every submission not completed yet with its full length; returns how many.
+  size_t complete_pending() {
+    std::lock_guard lock(mu_);
+    size_t n = 0;
+    for (size_t i = 0; i < subs.size(); ++i) {
+      if (!completed_[i]) {
+        complete_locked(i, std::nullopt);
+        ++n;
+      }
+    }
+    return n;
   }
   // Makes the next submissions fail outright with kSubmit (true) or succeed (false).
   void fail_submissions(bool on) {
@@ -104,10 +114,18 @@ class FakeEngine : public block::IoEngine {
     if (fail_) return fail(block::BlockError::kSubmit, EIO, "fake");
     if (in_flight_ >= max_in_flight_) return fail(block::BlockError::kQueueFull);
     subs.push_back({op, offset, std::vector<iovec>(iov.begin(), iov.end()), cookie});
+    completed_.push_back(false);
     ++in_flight_;
     ++queued_;
     ++stats_.requests;
     return {};
+  }
+
+  void complete_locked(size_t i, std::optional<int64_t> result) {
+    const Submission& s = subs[i];
+    completed_[i] = true;
+    done_.push_back({s.cookie, result ? *result : static_cast<int64_t>(s.bytes())});
+    (void)notifier_.signal();
   }
 
   mutable std::mutex mu_;
@@ -115,6 +133,7 @@ class FakeEngine : public block::IoEngine {
   uint64_t max_transfer_;
   EventFd notifier_;
   std::deque<block::Completion> done_;
+  std::vector<bool> completed_;  // per submission: complete() was called
   size_t in_flight_ = 0;
   size_t queued_ = 0;
   bool fail_ = false;
