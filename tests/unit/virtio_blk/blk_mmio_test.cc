@@ -14,6 +14,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -249,6 +250,11 @@ struct BlkBadChainCase {
   uint64_t features_mask = ~uint64_t{0};
   size_t held = 0;
 };
+
+// Readable test parameters (instead of the bytes of the struct).
+void PrintTo(const BlkBadChainCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 constexpr uint16_t kN = kQueueSize;
 constexpr uint64_t kH = kHdr, kS = kStatus, kD = kData, kT = kTable;
