@@ -40,11 +40,23 @@ std::array<char, VIRTIO_BLK_ID_BYTES> make_serial(std::string_view id, uint64_t 
     std::memcpy(out.data(), id.data(), std::min(id.size(), out.size()));
     return out;
   }
-  // 20 bytes hold "kd" + 8 + "-" + 9 hex digits; the low bits are what tell images apart.
-  char buf[64];
-  int n = std::snprintf(buf, sizeof(buf), "kd%llx-%llx", static_cast<unsigned long long>(dev),
-                        static_cast<unsigned long long>(ino));
-  std::memcpy(out.data(), buf, std::min<size_t>(static_cast<size_t>(n), out.size()));
+  // "kd<dev>-<ino>" in hex. When that exceeds 20 bytes (64-bit inode numbers), the inode stays
+  // whole and the device number keeps its low digits: the inode is what tells images apart.
+  char dev_hex[17];
+  char ino_hex[17];
+  int dn = std::snprintf(dev_hex, sizeof(dev_hex), "%llx", static_cast<unsigned long long>(dev));
+  int in = std::snprintf(ino_hex, sizeof(ino_hex), "%llx", static_cast<unsigned long long>(ino));
+  const size_t room = out.size() - 3 - static_cast<size_t>(in);  // >= 1: in <= 16
+  const size_t dev_len = std::min(static_cast<size_t>(dn), room);
+  size_t at = 0;
+  auto put = [&](const char* p, size_t n) {
+    std::memcpy(out.data() + at, p, n);
+    at += n;
+  };
+  put("kd", 2);
+  put(dev_hex + dn - dev_len, dev_len);
+  put("-", 1);
+  put(ino_hex, static_cast<size_t>(in));
   return out;
 }
 

@@ -435,6 +435,20 @@ TEST(SerialTest, DerivedFromDeviceAndInode) {
   EXPECT_EQ(std::string(a.data()), "kd803-1234");
 }
 
+TEST(SerialTest, LongNumbersKeepTheWholeInode) {
+  // 64-bit inode numbers (XFS, btrfs): the device number gives way, the inode stays whole.
+  auto a = make_serial("", 0xfd00, 0x123456789abcdef0);
+  auto b = make_serial("", 0xfd00, 0x123456789abcdef1);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(std::string(a.data(), a.size()), "kd0-123456789abcdef0");
+  auto c = make_serial("", 0xabcdef, 0x123456789012);
+  EXPECT_EQ(std::string(c.data(), c.size()), "kdbcdef-123456789012");
+  auto e = make_serial("", 0xabcdef, 0x1234567890);  // fits: nothing cut
+  EXPECT_EQ(std::string(e.data()), "kdabcdef-1234567890");
+  auto d = make_serial("", ~0ull, ~0ull);
+  EXPECT_EQ(std::string(d.data(), d.size()), "kdf-ffffffffffffffff");
+}
+
 TEST(SerialTest, WrittenIntoSplitBuffers) {
   std::vector<Seg> segs{R(header(VIRTIO_BLK_T_GET_ID, 0)), W(5), W(40), W(1)};
   VirtIOBlockReq req;
