@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "block/aio_engine.h"
@@ -183,110 +184,108 @@ SubmitFn faulty_submit(int& calls, int refusals, int refusal, long cap = 0) {
   };
 }
 
+// A libaio engine (no io_submit batch cap) over a 1 MiB image, for the io_submit seam tests.
+class AioSubmitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto img = RawImage::open(t_.path(), false);
+    ASSERT_TRUE(img) << img.error().message();
+    img_.emplace(std::move(*img));
+    auto e = AioEngine::create(*img_, 64, true, 0);
+    ASSERT_TRUE(e) << e.error().message();
+    e_ = std::move(*e);
+  }
+  void TearDown() override { e_.reset(); }
+
+  TempImage t_{1 << 20};
+  std::optional<RawImage> img_;
+  std::unique_ptr<AioEngine> e_;
+};
+
 // The kernel accepting fewer iocbs than offered, without an error (the case above has one):
 // the loop offers the rest at once, and every request completes with its data.
-TEST(AioEngine, ShortSubmissionOffersTheRestAgain) {
-  TempImage t(1 << 20);
-  auto img = RawImage::open(t.path(), false);
-  ASSERT_TRUE(img);
-  auto e = AioEngine::create(*img, 64, true, 0);
-  ASSERT_TRUE(e);
+TEST_F(AioSubmitTest, ShortSubmissionOffersTheRestAgain) {
   int calls = 0;
-  (*e)->set_submit_for_testing(faulty_submit(calls, 0, 0, 2));
+  e_->set_submit_for_testing(faulty_submit(calls, 0, 0, 2));
   AlignedBuffer buf = AlignedBuffer::allocate(5 * 4096, 4096);
-  queue_reads(**e, buf, 5);
+  queue_reads(*e_, buf, 5);
   EXPECT_EQ(calls, 3);  // 2 + 2 + 1, all within one flush_submissions()
-  EXPECT_EQ((*e)->stats().submit_calls, 3u);
-  auto result = collect(**e, 5);
+  EXPECT_EQ(e_->stats().submit_calls, 3u);
+  auto result = collect(*e_, 5);
   for (int64_t r : result) EXPECT_EQ(r, 4096);
-  EXPECT_EQ(std::memcmp(buf.data(), t.shadow().data(), 5 * 4096), 0);
+  EXPECT_EQ(std::memcmp(buf.data(), t_.shadow().data(), 5 * 4096), 0);
 }
 
 // -EAGAIN while some of our iocbs are in flight: the rest stay queued (no error, no retry at
 // once, no self-wake: the completions bring the I/O thread back) and go out after the next reap.
-TEST(AioEngine, RefusalWithIocbsInFlightWaitsForAReap) {
-  TempImage t(1 << 20);
-  auto img = RawImage::open(t.path(), false);
-  ASSERT_TRUE(img);
-  auto e = AioEngine::create(*img, 64, true, 0);
-  ASSERT_TRUE(e);
+TEST_F(AioSubmitTest, RefusalWithIocbsInFlightWaitsForAReap) {
   int calls = 0;
-  (*e)->set_submit_for_testing([&](io_context_t ctx, long n, iocb** list) {
+  e_->set_submit_for_testing([&](io_context_t ctx, long n, iocb** list) {
     ++calls;
     if (calls == 1) return ::io_submit(ctx, std::min(n, 2L), list);  // 2 go in flight
     if (calls == 2) return -EAGAIN;
     return ::io_submit(ctx, n, list);
   });
   AlignedBuffer buf = AlignedBuffer::allocate(8 * 4096, 4096);
-  queue_reads(**e, buf, 8);
+  queue_reads(*e_, buf, 8);
   EXPECT_EQ(calls, 2);  // stopped at the refusal instead of retrying at once
   // The eventfd counts one per kernel completion; a self-wake would add one more.
   uint64_t signals = 0;
   while (signals < 2) {
-    pollfd p{(*e)->notifier_fd(), POLLIN, 0};
+    pollfd p{e_->notifier_fd(), POLLIN, 0};
     ASSERT_EQ(::poll(&p, 1, 10000), 1);
     uint64_t v = 0;
-    ASSERT_EQ(::read((*e)->notifier_fd(), &v, sizeof(v)), static_cast<ssize_t>(sizeof(v)));
+    ASSERT_EQ(::read(e_->notifier_fd(), &v, sizeof(v)), static_cast<ssize_t>(sizeof(v)));
     signals += v;
   }
   EXPECT_EQ(signals, 2u);
   // Both kernel completions are in: this reap takes them and submits the six left together.
   std::vector<int64_t> result(8, 1);
   Completion c[8];
-  size_t n = (*e)->reap(c);
+  size_t n = e_->reap(c);
   EXPECT_EQ(n, 2u);
   for (size_t i = 0; i < n; ++i) result[c[i].cookie % 8] = c[i].result;
   EXPECT_EQ(calls, 3);
-  collect(**e, result, 8 - n);
+  collect(*e_, result, 8 - n);
   for (int64_t r : result) EXPECT_EQ(r, 4096);
   EXPECT_EQ(calls, 3);
-  EXPECT_EQ(std::memcmp(buf.data(), t.shadow().data(), 8 * 4096), 0);
+  EXPECT_EQ(std::memcmp(buf.data(), t_.shadow().data(), 8 * 4096), 0);
 }
 
 // -EAGAIN with nothing in flight: no completion would ever retry, so the engine wakes itself and
 // offers the iocbs again (kIdleSubmitRetries times at most); a passing blip costs no request.
-TEST(AioEngine, RefusalWithNothingInFlightIsRetried) {
-  TempImage t(1 << 20);
-  auto img = RawImage::open(t.path(), false);
-  ASSERT_TRUE(img);
-  auto e = AioEngine::create(*img, 64, true, 0);
-  ASSERT_TRUE(e);
+TEST_F(AioSubmitTest, RefusalWithNothingInFlightIsRetried) {
   int calls = 0;
-  (*e)->set_submit_for_testing(faulty_submit(calls, kIdleSubmitRetries, -EAGAIN));
+  e_->set_submit_for_testing(faulty_submit(calls, kIdleSubmitRetries, -EAGAIN));
   AlignedBuffer buf = AlignedBuffer::allocate(2 * 4096, 4096);
-  queue_reads(**e, buf, 2);
+  queue_reads(*e_, buf, 2);
   EXPECT_EQ(calls, 1);
-  pollfd p{(*e)->notifier_fd(), POLLIN, 0};
+  pollfd p{e_->notifier_fd(), POLLIN, 0};
   EXPECT_EQ(::poll(&p, 1, 0), 1) << "the engine must wake the I/O thread to retry";
-  auto result = collect(**e, 2);
+  auto result = collect(*e_, 2);
   EXPECT_EQ(result[0], 4096);
   EXPECT_EQ(result[1], 4096);
   EXPECT_EQ(calls, static_cast<int>(kIdleSubmitRetries) + 1);
-  EXPECT_EQ(std::memcmp(buf.data(), t.shadow().data(), 2 * 4096), 0);
+  EXPECT_EQ(std::memcmp(buf.data(), t_.shadow().data(), 2 * 4096), 0);
 }
 
 // A refusal that outlasts the retries fails only the first queued request (-EAGAIN, an I/O
 // error for a guest); the others still go, the engine works afterwards, and nothing spins.
-TEST(AioEngine, PersistentRefusalWithNothingInFlightFailsOneRequest) {
-  TempImage t(1 << 20);
-  auto img = RawImage::open(t.path(), false);
-  ASSERT_TRUE(img);
-  auto e = AioEngine::create(*img, 64, true, 0);
-  ASSERT_TRUE(e);
+TEST_F(AioSubmitTest, PersistentRefusalWithNothingInFlightFailsOneRequest) {
   int calls = 0;
-  (*e)->set_submit_for_testing(faulty_submit(calls, kIdleSubmitRetries + 1, -EAGAIN));
+  e_->set_submit_for_testing(faulty_submit(calls, kIdleSubmitRetries + 1, -EAGAIN));
   AlignedBuffer buf = AlignedBuffer::allocate(3 * 4096, 4096);
-  queue_reads(**e, buf, 3);
-  auto result = collect(**e, 3);
+  queue_reads(*e_, buf, 3);
+  auto result = collect(*e_, 3);
   EXPECT_EQ(result[0], -EAGAIN);
   EXPECT_EQ(result[1], 4096);
   EXPECT_EQ(result[2], 4096);
   EXPECT_EQ(calls, static_cast<int>(kIdleSubmitRetries) + 2);  // refusals, then the other two
-  EXPECT_EQ(std::memcmp(buf.data() + 4096, t.shadow().data() + 4096, 2 * 4096), 0);
+  EXPECT_EQ(std::memcmp(buf.data() + 4096, t_.shadow().data() + 4096, 2 * 4096), 0);
   std::memset(buf.data(), 0, 4096);
-  queue_reads(**e, buf, 1);
-  EXPECT_EQ(collect(**e, 1)[0], 4096);
-  EXPECT_EQ(std::memcmp(buf.data(), t.shadow().data(), 4096), 0);
+  queue_reads(*e_, buf, 1);
+  EXPECT_EQ(collect(*e_, 1)[0], 4096);
+  EXPECT_EQ(std::memcmp(buf.data(), t_.shadow().data(), 4096), 0);
 }
 
 // Destroying an engine with I/O in flight waits for the kernel instead of freeing under it.
