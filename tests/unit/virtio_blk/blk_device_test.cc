@@ -336,13 +336,20 @@ TEST_P(BlkDeviceTest, ResetDuringIoAndReactivate) {
 INSTANTIATE_TEST_SUITE_P(Engines, BlkDeviceTest, testing::Values("sync", "libaio"),
                          [](const auto& info) { return info.param; });
 
+// A device over a FakeEngine with room for `room` requests; `fake` is set to the engine.
+auto fake_device(size_t room, bool merge, test::FakeEngine*& fake) {
+  auto engine = std::make_unique<test::FakeEngine>(room);
+  fake = engine.get();
+  BlockOptions o;
+  o.merge = merge;
+  return BlockDevice::create_with_engine(o, 1 << 20, 512, std::move(engine));
+}
+
 // The device over a fake engine with room for two requests: popping pauses while the engine is
 // full and resumes from the completion path, without losing a request.
 TEST(BlkDeviceFakeEngine, FullEngineStallsAndResumes) {
-  auto engine = std::make_unique<test::FakeEngine>(2);
-  test::FakeEngine* fake = engine.get();
-  auto dev = BlockDevice::create_with_engine(opt([](BlockOptions& o) { o.merge = false; }), 1 << 20,
-                                             512, std::move(engine));
+  test::FakeEngine* fake = nullptr;
+  auto dev = fake_device(2, false, fake);
   ASSERT_TRUE(dev);
   BlkDriver drv({});
   ASSERT_TRUE(drv.activate(**dev));
@@ -370,10 +377,8 @@ TEST(BlkDeviceFakeEngine, FullEngineStallsAndResumes) {
 // them all (the kernel writes into guest buffers until then), answers none of them (no status
 // byte, no used element, no interrupt), and a new activation works.
 TEST(BlkDeviceFakeEngine, ResetWaitsForHeldIoAndAnswersNothing) {
-  auto engine = std::make_unique<test::FakeEngine>(8);
-  test::FakeEngine* fake = engine.get();
-  auto dev = BlockDevice::create_with_engine(opt([](BlockOptions& o) { o.merge = false; }), 1 << 20,
-                                             512, std::move(engine));
+  test::FakeEngine* fake = nullptr;
+  auto dev = fake_device(8, false, fake);
   ASSERT_TRUE(dev);
   {
     BlkDriver drv({});
@@ -432,9 +437,8 @@ TEST(BlkDeviceFakeEngine, ResetWaitsForHeldIoAndAnswersNothing) {
 
 // A failing engine: every submission error becomes IOERR for the guest.
 TEST(BlkDeviceFakeEngine, EngineErrorBecomesIoerr) {
-  auto engine = std::make_unique<test::FakeEngine>(8);
-  test::FakeEngine* fake = engine.get();
-  auto dev = BlockDevice::create_with_engine({}, 1 << 20, 512, std::move(engine));
+  test::FakeEngine* fake = nullptr;
+  auto dev = fake_device(8, true, fake);
   ASSERT_TRUE(dev);
   BlkDriver drv({});
   ASSERT_TRUE(drv.activate(**dev));
