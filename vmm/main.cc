@@ -30,18 +30,15 @@ int error_line(const std::string& what) {
 // Names the switches Machine appends to the kernel command line on a PVM host: the table in
 // vmm/pvm_cmdline.cc, less those the configured (or default) command line already sets.
 void log_pvm_switches(const vmm::VmConfig& config) {
+  const std::string cmdline = vmm::compose_cmdline(config.cmdline, {}, false);
   std::string added;
-  for (std::string_view s :
-       vmm::pvm_switches_to_add(vmm::compose_cmdline(config.cmdline, {}, false))) {
+  for (std::string_view s : vmm::pvm_switches_to_add(cmdline)) {
     if (!added.empty()) added += ' ';
     added += s;
   }
   KLOG_INFO("PVM host: guest kernel code is emulated; adding to the kernel command line: %s",
             added.empty() ? "nothing (it sets every PVM switch already)" : added.c_str());
-  for (const std::string& line :
-       vmm::pvm_cmdline_conflicts(vmm::compose_cmdline(config.cmdline, {}, false))) {
-    KLOG_WARN("%s", line.c_str());
-  }
+  for (const std::string& line : vmm::pvm_cmdline_conflicts(cmdline)) KLOG_WARN("%s", line.c_str());
 }
 
 int run_vm(const vmm::VmConfig& config) {

@@ -63,18 +63,24 @@ size_t kernel_part_end(std::string_view cmdline) {
   return cmdline.size();
 }
 
+// Calls `f(word)` for each word of the kernel part of `cmdline` until it returns true; returns
+// whether one did.
+template <typename F>
+bool any_kernel_word(std::string_view cmdline, F f) {
+  const std::string_view kernel = cmdline.substr(0, kernel_part_end(cmdline));
+  for (auto w = next_word(kernel, 0); w; w = next_word(kernel, w->end)) {
+    if (f(kernel.substr(w->start, w->end - w->start))) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 bool cmdline_has_param(std::string_view cmdline, std::string_view param) {
-  const std::string_view kernel = cmdline.substr(0, kernel_part_end(cmdline));
-  for (auto w = next_word(kernel, 0); w; w = next_word(kernel, w->end)) {
-    const std::string_view word = kernel.substr(w->start, w->end - w->start);
-    if (word == param || (word.size() > param.size() && word.substr(0, param.size()) == param &&
-                          word[param.size()] == '=')) {
-      return true;
-    }
-  }
-  return false;
+  return any_kernel_word(cmdline, [&](std::string_view word) {
+    return word == param || (word.size() > param.size() && word.substr(0, param.size()) == param &&
+                             word[param.size()] == '=');
+  });
 }
 
 std::string add_kernel_param(std::string cmdline, std::string_view param) {
@@ -105,15 +111,13 @@ std::vector<std::string> pvm_cmdline_conflicts(std::string_view cmdline) {
       " turns off SMAP, whose clac at the guest's page-fault entry is where kindling repairs "
       "user-mode SYSCALLs on PVM hosts: user space will die at its first system call";
   std::vector<std::string> out;
-  const std::string_view kernel = cmdline.substr(0, kernel_part_end(cmdline));
-  for (auto w = next_word(kernel, 0); w; w = next_word(kernel, w->end)) {
-    const std::string_view word = kernel.substr(w->start, w->end - w->start);
+  any_kernel_word(cmdline, [&](std::string_view word) {
     if (word == "nosmap") {
       out.push_back(std::string(word) + std::string(kWhy));
-      continue;
+      return false;
     }
     constexpr std::string_view kClear = "clearcpuid=";
-    if (word.substr(0, kClear.size()) != kClear) continue;
+    if (word.substr(0, kClear.size()) != kClear) return false;
     // A comma-separated list of feature numbers (names too, from Linux 6.3).
     std::string_view list = word.substr(kClear.size());
     while (!list.empty()) {
@@ -125,7 +129,8 @@ std::vector<std::string> pvm_cmdline_conflicts(std::string_view cmdline) {
       }
       list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
     }
-  }
+    return false;
+  });
   return out;
 }
 
