@@ -75,8 +75,7 @@ MmioTransport::~MmioTransport() {
 
 void MmioTransport::shutdown() {
   std::lock_guard lock(mu_);
-  device_->reset();
-  context_.reset();
+  deactivate();
 }
 
 bool MmioTransport::activated() const {
@@ -251,8 +250,7 @@ void MmioTransport::write_queue_register(uint64_t offset, uint32_t value) {
     // buffers) and does not answer those requests. It stays idle until the driver resets it;
     // the queue reads back 0.
     KLOG_DEBUG("virtio-mmio: queue %u stopped by the driver; device idle until reset", queue_sel_);
-    device_->reset();
-    context_.reset();
+    deactivate();
     q->set_ready(false);
     return;
   }
@@ -361,10 +359,14 @@ void MmioTransport::activate() {
   }
 }
 
-void MmioTransport::reset_locked() {
-  // The device stops and waits for its in-flight I/O before the queues are forgotten.
+void MmioTransport::deactivate() {
   device_->reset();
   context_.reset();
+}
+
+void MmioTransport::reset_locked() {
+  // The device stops and waits for its in-flight I/O before the queues are forgotten.
+  deactivate();
   for (auto& q : queues_) q.reset();
   for (const auto& n : notifies_) (void)n.consume();  // stale kicks belong to the old rings
   device_features_sel_ = driver_features_sel_ = 0;

@@ -91,6 +91,8 @@ class MmioTransport final : public BusDevice, public DeviceInterrupt {
   void write_status(uint32_t value);
   bool features_acceptable() const;
   void activate();
+  // Stops the device (it waits for its in-flight I/O) and drops the activation context.
+  void deactivate();
   void reset_locked();
   void raise(uint32_t bits);
   Queue* selected_queue();
