@@ -35,16 +35,16 @@ if [[ ! -f $image || $(stat -c %s "$image") -ne $image_bytes ]]; then
   mv "$image.tmp" "$image"
 fi
 
-# kindling_case RW BS QD MERGE -> "iops mbps io_submit merged"
+# kindling_case RW BS QD MERGE -> "iops io_submit merged"
 kindling_case() {
   local out
   out=$("$bench" --image "$image" --rw "$1" --bs "$2" --qd "$3" --merge "$4" --seconds "$seconds") ||
     die "kindling_blk_bench failed: $out"
   awk '{for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        print v["iops"], v["mbps"], v["io_submit"], v["merged"]}' <<<"$out"
+        print v["iops"], v["io_submit"], v["merged"]}' <<<"$out"
 }
 
-# fio_case RW BS QD -> "iops mbps"
+# fio_case RW BS QD -> "iops"
 fio_case() {
   local rw=$1 out
   [[ $rw == seqread ]] && rw=read
@@ -52,17 +52,19 @@ fio_case() {
         --iodepth="$3" --numjobs=1 --size="$image_bytes" --runtime="$seconds" --time_based \
         --norandommap --randrepeat=0 --output-format=terse 2>/dev/null) || die "fio failed"
   # Terse v3: field 8 = read IOPS, 49 = write IOPS.
-  awk -F';' -v bs="$2" '{iops = $8 + $49; printf "%d %.1f\n", iops, iops * bs / 1e6}' <<<"$out"
+  awk -F';' '{print $8 + $49}' <<<"$out"
 }
 
 # The host disk's speed drifts by tens of percent over seconds, so one kindling run next to one
 # fio run says little. Each case runs ROUNDS paired rounds (kindling and fio back to back, the
 # order alternating) and reports the medians and the median of the per-round ratios.
+# MB/s (10^6 bytes, as fio prints) of IOPS requests of BS bytes.
+mb_per_s() { awk -v i="$1" -v b="$2" 'BEGIN { print i * b / 1e6 }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 declare -A k_iops f_iops ratios
 run_case() {
-  local name=$1 rw=$2 bs=$3 qd=$4 merge=$5 round ki km ks kmerged fi fm
+  local name=$1 rw=$2 bs=$3 qd=$4 merge=$5 round ki ks kmerged fi
   [[ -n ${BENCH_CASES:-} && " $BENCH_CASES " != *" $name "* ]] && return 0
   local -a kis=() fis=() rs=() rows=()
   for ((round = 0; round < rounds; round++)); do
@@ -75,23 +77,23 @@ run_case() {
       f=$(fio_case "$rw" "$bs" "$qd")
       k=$(kindling_case "$rw" "$bs" "$qd" "$merge")
     fi
-    read -r ki km ks kmerged <<<"$k"
-    read -r fi fm <<<"$f"
+    read -r ki ks kmerged <<<"$k"
+    fi=$f
     kis+=("$ki") fis+=("$fi")
     rs+=("$(awk -v a="$ki" -v b="$fi" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
-    rows+=("$ki $km $ks $kmerged")
+    rows+=("$k")
   done
   k_iops[$name]=$(printf '%s\n' "${kis[@]}" | median)
   f_iops[$name]=$(printf '%s\n' "${fis[@]}" | median)
   ratios[$name]=$(printf '%s\n' "${rs[@]}" | median)
   # Counters are those of the round whose kindling figure is closest to the median.
-  read -r ki km ks kmerged < <(printf '%s\n' "${rows[@]}" |
+  read -r ki ks kmerged < <(printf '%s\n' "${rows[@]}" |
     awk -v m="${k_iops[$name]}" '{ d = ($1 > m ? $1 - m : m - $1); if (NR == 1 || d < best) { best = d; row = $0 } } END { print row }')
   local lo hi
   read -r lo hi < <(printf '%s\n' "${rs[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }')
   printf '%s: kindling %.0f IOPS (%.1f MB/s), fio %.0f IOPS (%.1f MB/s), ratio %.2f, io_submit calls %s, merged %s\n    (medians of %d paired rounds; per-round ratios %s-%s)\n' \
-    "$name" "${k_iops[$name]}" "$(awk -v i="${k_iops[$name]}" -v b="$bs" 'BEGIN { print i * b / 1e6 }')" \
-    "${f_iops[$name]}" "$(awk -v i="${f_iops[$name]}" -v b="$bs" 'BEGIN { print i * b / 1e6 }')" \
+    "$name" "${k_iops[$name]}" "$(mb_per_s "${k_iops[$name]}" "$bs")" \
+    "${f_iops[$name]}" "$(mb_per_s "${f_iops[$name]}" "$bs")" \
     "${ratios[$name]}" "$ks" "$kmerged" "$rounds" "$lo" "$hi"
 }
 
