@@ -69,7 +69,7 @@ void MockQueue::reset() {
   std::memset(desc_, 0, 16ULL * n);
   std::memset(avail_, 0, 6 + 2ULL * n);
   std::memset(used_, 0, 6 + 8ULL * n);
-  avail_shadow_ = kick_old_ = last_used_ = outstanding_ = 0;
+  avail_shadow_ = kick_old_ = last_used_ = 0;
   free_.clear();
   free_.reserve(n);
   for (uint16_t i = n; i > 0; --i) free_.push_back(static_cast<uint16_t>(i - 1));
@@ -115,7 +115,6 @@ void MockQueue::put_head(uint16_t head) {
   uint16_t le = htole16(head);
   std::memcpy(slot, &le, 2);
   ++avail_shadow_;
-  ++outstanding_;
 }
 
 std::optional<uint16_t> MockQueue::add_chain(std::span<const ChainBuffer> bufs) {
@@ -225,7 +224,6 @@ std::optional<UsedElement> MockQueue::next_used() {
       d = next_[d];
     }
     chain_len_[e.id] = 0;
-    --outstanding_;
   }
   return e;
 }

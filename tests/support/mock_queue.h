@@ -93,8 +93,6 @@ class MockQueue {
   bool needs_kick();
   // Descriptors not in any offered chain.
   uint16_t free_descriptors() const { return static_cast<uint16_t>(free_.size()); }
-  // Chains offered and not yet returned through next_used().
-  uint16_t outstanding() const { return outstanding_; }
 
   // --- raw access, for malformed chains (no free-list bookkeeping) ---
   // Writes descriptor `i` of the ring's table.
@@ -148,7 +146,6 @@ class MockQueue {
   uint16_t avail_shadow_ = 0;  // avail.idx including unpublished entries
   uint16_t kick_old_ = 0;      // avail.idx at the last needs_kick()
   uint16_t last_used_ = 0;     // next used entry next_used() returns
-  uint16_t outstanding_ = 0;
   std::vector<uint16_t> free_;       // free descriptor stack
   std::vector<uint16_t> next_;       // host copy of each descriptor's next link
   std::vector<uint16_t> chain_len_;  // ring descriptors of the chain at each head (0 = raw)

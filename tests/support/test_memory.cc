@@ -31,8 +31,8 @@ GuestMemory make_test_memory(const std::vector<std::pair<uint64_t, uint64_t>>& r
 }
 
 GuestAllocator::GuestAllocator(const GuestMemory& mem, GuestAddress begin, GuestAddress end)
-    : mem_(mem), begin_(begin.value), next_(begin.value), end_(end.value) {
-  if (end_ < begin_) die("allocator range is inverted", begin_, end_);
+    : mem_(mem), next_(begin.value), end_(end.value) {
+  if (end_ < next_) die("allocator range is inverted", next_, end_);
 }
 
 GuestAddress GuestAllocator::alloc(uint64_t len, uint64_t align) {

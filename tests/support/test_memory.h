@@ -33,14 +33,9 @@ class GuestAllocator {
   GuestAddress alloc(uint64_t len, uint64_t align = 8);
   // Allocates and copies `data` in.
   GuestAddress alloc_copy(std::span<const uint8_t> data, uint64_t align = 8);
-  // Forgets every allocation (the memory is left as it is).
-  void reset() { next_ = begin_; }
-  // Bytes left.
-  uint64_t remaining() const { return end_ - next_; }
 
  private:
   const GuestMemory& mem_;
-  uint64_t begin_;
   uint64_t next_;
   uint64_t end_;
 };
