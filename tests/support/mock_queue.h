@@ -143,9 +143,9 @@ class MockQueue {
   uint8_t* avail_;
   uint8_t* used_;
   bool event_idx_ = false;
-  uint16_t avail_shadow_ = 0;  // avail.idx including unpublished entries
-  uint16_t kick_old_ = 0;      // avail.idx at the last needs_kick()
-  uint16_t last_used_ = 0;     // next used entry next_used() returns
+  uint16_t avail_shadow_ = 0;        // avail.idx including unpublished entries
+  uint16_t kick_old_ = 0;            // avail.idx at the last needs_kick()
+  uint16_t last_used_ = 0;           // next used entry next_used() returns
   std::vector<uint16_t> free_;       // free descriptor stack
   std::vector<uint16_t> next_;       // host copy of each descriptor's next link
   std::vector<uint16_t> chain_len_;  // ring descriptors of the chain at each head (0 = raw)
