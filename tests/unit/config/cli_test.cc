@@ -6,10 +6,12 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 namespace kindling::vmm {
 namespace {
+
+using test::TempDir;
 
 // Runs parse_cli on {"kindling", args...}, capturing what it prints.
 struct Cli {

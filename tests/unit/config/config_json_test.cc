@@ -5,12 +5,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 namespace kindling::vmm {
 namespace {
 
 using nlohmann::json;
+using test::TempDir;
 
 // A config as Firecracker's docs write one, every optional key at its default.
 json firecracker_config() {

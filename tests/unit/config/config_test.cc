@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
-#include "temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 namespace kindling::vmm {
 namespace {
+
+using test::TempDir;
 
 TEST(ParseMemSize, AcceptsMibAndSuffixes) {
   struct Case {
