@@ -8,9 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <memory>
 
+#include "block/bounce_pool.h"
 #include "common/log.h"
 
 namespace kindling::block {
@@ -18,10 +17,6 @@ namespace {
 
 constexpr uint64_t kSector = 512;
 constexpr uint32_t kMaxProbeAlign = 4096;
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
 
 bool is_pow2(uint32_t v) {
   return v != 0 && (v & (v - 1)) == 0;
@@ -54,11 +49,10 @@ bool dio_align_from_statx(int fd, DioAlign* out) {
 // Finds the smallest offset/length alignment that an O_DIRECT pread accepts (512..4096).
 // Memory alignment is taken to be the same, which is always sufficient.
 bool dio_align_from_probe(int fd, DioAlign* out) {
-  void* raw = nullptr;
-  if (::posix_memalign(&raw, kMaxProbeAlign, kMaxProbeAlign) != 0) return false;
-  std::unique_ptr<void, FreeDeleter> buf(raw);
+  AlignedBuffer buf = AlignedBuffer::allocate(kMaxProbeAlign, kMaxProbeAlign);
+  if (!buf) return false;
   for (uint32_t align = 512; align <= kMaxProbeAlign; align *= 2) {
-    if (::pread(fd, buf.get(), align, 0) >= 0) {
+    if (::pread(fd, buf.data(), align, 0) >= 0) {
       out->mem = align;
       out->offset = align;
       return true;
