@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 
 #include "block/bounce_pool.h"
 #include "common/log.h"
@@ -17,10 +18,6 @@ namespace {
 
 constexpr uint64_t kSector = 512;
 constexpr uint32_t kMaxProbeAlign = 4096;
-
-bool is_pow2(uint32_t v) {
-  return v != 0 && (v & (v - 1)) == 0;
-}
 
 // The direct-I/O alignment an fd needs; offset 0 when it cannot do direct I/O.
 struct DioAlign {
@@ -138,7 +135,7 @@ Result<RawImage, BlockErr> RawImage::open(const std::string& path, bool read_onl
     if (!known) buffered_why = "its direct-I/O alignment could not be found (statx, probe reads)";
     a.mem = std::max({a.mem, options.force_mem_align, uint32_t{1}});
     a.offset = std::max({a.offset, options.force_offset_align, uint32_t{512}});
-    if (!usable || !is_pow2(a.offset) || !is_pow2(a.mem)) {
+    if (!usable || !std::has_single_bit(a.offset) || !std::has_single_bit(a.mem)) {
       img.direct_ = false;
     } else if (img.size_ % a.offset != 0) {
       // A widened write of the last block would grow the file: stay buffered instead.

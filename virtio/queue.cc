@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstdio>
 #include <string>
 
@@ -79,7 +80,8 @@ Unexpected<QueueErr> queue_fail(QueueError code, uint16_t head, const char* what
 Queue::Queue(uint16_t max_size) : max_size_(max_size), size_(max_size), head_busy_(max_size, 0) {}
 
 bool Queue::is_valid(const GuestMemory& mem) const {
-  if (size_ == 0 || size_ > max_size_ || (size_ & (size_ - 1)) != 0) return false;
+  // has_single_bit is false for 0, so this also rejects an empty queue.
+  if (!std::has_single_bit(size_) || size_ > max_size_) return false;
   if (desc_.value % VRING_DESC_ALIGN_SIZE != 0 || avail_.value % VRING_AVAIL_ALIGN_SIZE != 0 ||
       used_.value % VRING_USED_ALIGN_SIZE != 0) {
     return false;
