@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/file.h>
-#include <unistd.h>
 
 #include <sys/stat.h>
 
@@ -20,6 +19,7 @@
 
 #include "guest/testguest/blk_pattern.h"
 #include "tests/support/child_process.h"
+#include "tests/support/temp_dir.h"
 #include "tests/support/temp_image.h"
 
 namespace kindling::test {
@@ -234,27 +234,25 @@ TEST_F(BlkTest, TwoDisksAtOnce) {
 TEST_F(BlkTest, JsonConfigWithDrivesAndStats) {
   TempImage root(kImageBytes, ImageFs::kDisk, 21);
   TempImage data(kImageBytes, ImageFs::kDisk, 22);
-  const std::string json_path = root.path() + ".json";
-  {
-    std::ofstream f(json_path);
-    f << R"({
+  const TempDir dir;
+  std::ostringstream config;
+  config << R"({
   "boot-source": {"kernel_image_path": ")"
-      << TESTGUEST_ELF << R"(", "boot_args": "test=blk-two blk.seed=4"},
+         << TESTGUEST_ELF << R"(", "boot_args": "test=blk-two blk.seed=4"},
   "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
   "drives": [
     {"drive_id": "rootfs", "path_on_host": ")"
-      << root.path() << R"(", "is_root_device": true, "is_read_only": false},
+         << root.path() << R"(", "is_root_device": true, "is_read_only": false},
     {"drive_id": "data", "path_on_host": ")"
-      << data.path() << R"(", "is_root_device": false, "is_read_only": false,
+         << data.path() << R"(", "is_root_device": false, "is_read_only": false,
      "io_engine": "Sync"}
   ],
   "network-interfaces": [],
   "stats": true
 })";
-  }
+  const std::string json_path = dir.write("vm.json", config.str());
   const ChildResult r = run_child(
       {KINDLING_BIN, "run", "--config", json_path, "--timeout", "30", "--log-level", "info"});
-  ::unlink(json_path.c_str());
   expect_pass(r, "blk-two");
   EXPECT_NE(r.err.find("virtio_mmio.device=4K@0xd0000000:5 root=/dev/vda virtio_mmio.device="
                        "4K@0xd0001000:6"),

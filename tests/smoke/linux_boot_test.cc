@@ -4,19 +4,18 @@
 // second with hardware virtualization. They skip only when /dev/kvm is unusable; missing guest
 // artifacts are a failure (`make test` builds them first).
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "tests/support/child_process.h"
+#include "tests/support/temp_dir.h"
 #include "tests/support/temp_image.h"
 
 namespace kindling::smoke {
@@ -157,25 +156,20 @@ TEST_F(LinuxBootTest, ReadOnlySecondDiskRefusesWrites) {
 }
 
 TEST_F(LinuxBootTest, JsonConfigLaunch) {
-  char dir_template[] = "/tmp/kindling-smoke-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template), nullptr);
-  const std::string dir = dir_template;
-  const std::string json = dir + "/vm.json";
-  {
-    std::ofstream f(json);
-    f << "{\n"
-      << "  \"boot-source\": {\n"
-      << "    \"kernel_image_path\": \"" << guest("vmlinux") << "\",\n"
-      << "    \"boot_args\": \"" << kBaseCmdline << " kindling.check=root-vda,cpus=1\"\n"
-      << "  },\n"
-      << "  \"drives\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"" << guest("rootfs.img")
-      << "\", \"is_root_device\": true, \"is_read_only\": true}],\n"
-      << "  \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128}\n"
-      << "}\n";
-  }
+  const test::TempDir dir;
+  std::ostringstream config;
+  config << "{\n"
+         << "  \"boot-source\": {\n"
+         << "    \"kernel_image_path\": \"" << guest("vmlinux") << "\",\n"
+         << "    \"boot_args\": \"" << kBaseCmdline << " kindling.check=root-vda,cpus=1\"\n"
+         << "  },\n"
+         << "  \"drives\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"" << guest("rootfs.img")
+         << "\", \"is_root_device\": true, \"is_read_only\": true}],\n"
+         << "  \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128}\n"
+         << "}\n";
+  const std::string json = dir.write("vm.json", config.str());
   const ChildResult r = run_kindling(
       {KINDLING_BIN, "run", "--config", json, "--timeout", std::to_string(kGuestTimeoutS)});
-  fs::remove_all(dir);
   expect_pass(r);
   EXPECT_NE(r.out.find("init: root-vda: / is on vda"), std::string::npos) << tail(r.out);
 }
