@@ -85,9 +85,8 @@ Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
                                                                size_t max_in_flight,
                                                                bool kernel_fdsync,
                                                                size_t submit_batch) {
-  if (max_in_flight == 0) return fail(BlockError::kEngineSetup, EINVAL, "max_in_flight is 0");
-  auto ev = EventFd::create();
-  if (!ev) return fail(BlockError::kEngineSetup, ev.error().sys_errno, "aio eventfd");
+  auto ev = make_notifier(max_in_flight, "aio eventfd");
+  if (!ev) return ev.take_error();
   io_context_t raw = nullptr;
   int r = io_setup(static_cast<int>(max_in_flight), &raw);
   if (r < 0) {

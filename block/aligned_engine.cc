@@ -2,6 +2,13 @@
 
 namespace kindling::block {
 
+Result<EventFd, BlockErr> AlignedEngine::make_notifier(size_t max_in_flight, const char* what) {
+  if (max_in_flight == 0) return fail(BlockError::kEngineSetup, EINVAL, "max_in_flight is 0");
+  auto ev = EventFd::create();
+  if (!ev) return fail(BlockError::kEngineSetup, ev.error().sys_errno, what);
+  return std::move(*ev);
+}
+
 Result<void, BlockErr> AlignedEngine::submit(ReqKind kind, uint64_t offset,
                                              std::span<const iovec> iov, uint64_t cookie) {
   size_t ready_before = io_.ready();

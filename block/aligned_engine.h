@@ -42,6 +42,10 @@ class AlignedEngine : public IoEngine, protected OpSink {
         max_in_flight_(max_in_flight),
         io_(image, max_in_flight, *this) {}
 
+  // The checks and the completion eventfd every engine's create() starts with: fails with
+  // kEngineSetup when `max_in_flight` is 0 or the eventfd cannot be made (`what` names it).
+  static Result<EventFd, BlockErr> make_notifier(size_t max_in_flight, const char* what);
+
   // After io_ accepted a request and started its operations: the sync engine runs them here.
   virtual void after_accept() {}
   // In reap(), before the ready requests are taken: the libaio engine reaps the kernel here.

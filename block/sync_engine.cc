@@ -8,9 +8,8 @@ namespace kindling::block {
 
 Result<std::unique_ptr<SyncEngine>, BlockErr> SyncEngine::create(RawImage& image,
                                                                  size_t max_in_flight) {
-  if (max_in_flight == 0) return fail(BlockError::kEngineSetup, EINVAL, "max_in_flight is 0");
-  auto ev = EventFd::create();
-  if (!ev) return fail(BlockError::kEngineSetup, ev.error().sys_errno, "sync engine eventfd");
+  auto ev = make_notifier(max_in_flight, "sync engine eventfd");
+  if (!ev) return ev.take_error();
   return std::unique_ptr<SyncEngine>(new SyncEngine(image, std::move(*ev), max_in_flight));
 }
 
