@@ -38,22 +38,6 @@ void expect_written(TempImage& img, uint32_t seed, uint64_t first, uint64_t coun
   }
 }
 
-// Compares the image file with its shadow; on a mismatch names the first differing sector.
-::testing::AssertionResult image_matches(const TempImage& img, const std::vector<uint8_t>& want) {
-  const std::vector<uint8_t> got = img.read_back();
-  if (got.size() != want.size()) {
-    return ::testing::AssertionFailure()
-           << "image size " << got.size() << ", expected " << want.size();
-  }
-  for (size_t off = 0; off < got.size(); off += kSector) {
-    if (std::memcmp(got.data() + off, want.data() + off, kSector) != 0) {
-      return ::testing::AssertionFailure() << img.path() << ": sector " << off / kSector
-                                           << " differs from what the guest should have left";
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
 // True when `sector` of `data` holds the guest's pattern for that sector.
 bool sector_is_pattern(const uint8_t* data, uint32_t seed, uint64_t sector) {
   for (uint32_t i = 0; i < BLK_PATTERN_WORDS; ++i) {
@@ -118,7 +102,7 @@ TEST_F(BlkTest, WriteFlushReadBackLeavesExactlyThePattern) {
   expect_pass(r, "blk-rw");
   std::vector<uint8_t> before = img.shadow();
   expect_written(img, 7, BLK_RW_FIRST, BLK_RW_COUNT);
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
   EXPECT_NE(before, img.shadow());  // the check above compared against a changed image
   EXPECT_NE(r.err.find("GSI 5 at 0xd0000000"), std::string::npos) << r.err;
 }
@@ -134,7 +118,7 @@ TEST_F(BlkTest, QueueNotifiesBypassUserSpace) {
   const long mmio_exits = stat_value(r.err, " mmio=");
   EXPECT_GE(mmio_exits, 10) << r.err;
   EXPECT_LT(mmio_exits, 100) << r.err;
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
 }
 
 TEST_F(BlkTest, GetIdAnswersTheConfiguredSerial) {
@@ -143,7 +127,7 @@ TEST_F(BlkTest, GetIdAnswersTheConfiguredSerial) {
       guest("test=blk-id blk.serial=data-disk-01", {"--disk", img.path() + ",id=data-disk-01"});
   expect_pass(r, "blk-id");
   EXPECT_NE(r.out.find("serial 'data-disk-01'"), std::string::npos) << r.out;
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
 }
 
 TEST_F(BlkTest, GetIdWithoutIdDerivesASerial) {
@@ -167,7 +151,7 @@ TEST_F(BlkTest, MultiDescriptorIndirectAndLargeRequests) {
   EXPECT_NE(r.out.find("indirect write"), std::string::npos) << r.out;
   expect_written(img, 3, BLK_MULTI_FIRST, BLK_MULTI_COUNT);
   expect_written(img, 3, BLK_MULTI_BIG_FIRST, BLK_MULTI_BIG_COUNT);
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
 }
 
 TEST_F(BlkTest, BatchInOneNotifyIsMergedAndEachRequestCompletes) {
@@ -176,7 +160,7 @@ TEST_F(BlkTest, BatchInOneNotifyIsMergedAndEachRequestCompletes) {
       guest("test=blk-batch blk.batch=16 blk.seed=5", {"--disk", img.path(), "--stats"});
   expect_pass(r, "blk-batch");
   expect_written(img, 5, BLK_BATCH_FIRST, 16 * BLK_BATCH_SECTORS);
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
   // 16 writes + 16 reads, each batch in one notify: the device merged them.
   EXPECT_GE(stat_value(r.err, "merged groups "), 2) << r.err;
   EXPECT_NE(r.err.find("write 16"), std::string::npos) << r.err;
@@ -188,7 +172,7 @@ TEST_F(BlkTest, BatchWithMergingOffStillCompletesEachRequest) {
                               {"--disk", img.path(), "--stats", "--no-merge"});
   expect_pass(r, "blk-batch");
   expect_written(img, 5, BLK_BATCH_FIRST, 16 * BLK_BATCH_SECTORS);
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
   EXPECT_EQ(stat_value(r.err, "merged groups "), 0) << r.err;
 }
 
@@ -196,7 +180,7 @@ TEST_F(BlkTest, ReadOnlyDiskRefusesWritesAndStaysUnchanged) {
   TempImage img(kImageBytes);
   const ChildResult r = guest("test=blk-ro", {"--disk", img.path() + ",ro", "--stats"});
   expect_pass(r, "blk-ro");
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
   EXPECT_GE(stat_value(r.err, "errors "), 1) << r.err;
 }
 
@@ -205,14 +189,14 @@ TEST_F(BlkTest, InterruptsArriveThroughTheIrqfd) {
   const ChildResult r = guest("test=blk-irq", {"--disk", img.path()});
   expect_pass(r, "blk-irq");
   EXPECT_NE(r.out.find("1 for 8 requests (EVENT_IDX)"), std::string::npos) << r.out;
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
 }
 
 TEST_F(BlkTest, RequestsPastTheEndFailAndWriteNothing) {
   TempImage img(kImageBytes);
   const ChildResult r = guest("test=blk-eof", {"--disk", img.path()});
   expect_pass(r, "blk-eof");
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
 }
 
 TEST_F(BlkTest, TwoDisksAtOnce) {
@@ -225,8 +209,8 @@ TEST_F(BlkTest, TwoDisksAtOnce) {
       << r.out;
   expect_written(a, 9, BLK_TWO_FIRST, BLK_TWO_COUNT);
   expect_written(b, 10, BLK_TWO_FIRST, BLK_TWO_COUNT);
-  EXPECT_TRUE(image_matches(a, a.shadow()));
-  EXPECT_TRUE(image_matches(b, b.shadow()));
+  EXPECT_TRUE(a.matches_shadow());
+  EXPECT_TRUE(b.matches_shadow());
   EXPECT_NE(r.err.find("disk vda ("), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("disk vdb ("), std::string::npos) << r.err;
 }
@@ -262,8 +246,8 @@ TEST_F(BlkTest, JsonConfigWithDrivesAndStats) {
       << r.err;
   expect_written(root, 4, BLK_TWO_FIRST, BLK_TWO_COUNT);
   expect_written(data, 5, BLK_TWO_FIRST, BLK_TWO_COUNT);
-  EXPECT_TRUE(image_matches(root, root.shadow()));
-  EXPECT_TRUE(image_matches(data, data.shadow()));
+  EXPECT_TRUE(root.matches_shadow());
+  EXPECT_TRUE(data.matches_shadow());
 }
 
 TEST_F(BlkTest, GuestBenchmarkWritesArePersisted) {
@@ -274,7 +258,7 @@ TEST_F(BlkTest, GuestBenchmarkWritesArePersisted) {
   expect_pass(r, "blk-bench");
   EXPECT_NE(r.out.find("completed=300 errors=0"), std::string::npos) << r.out;
   expect_written(img, 6, 0, 300 * 8);
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
 }
 
 TEST_F(BlkTest, SigtermDuringIoLeavesAConsistentImage) {
@@ -327,7 +311,7 @@ TEST_F(BlkTest, SigkillAfterACompletedFlushLosesNothing) {
   EXPECT_EQ(r.term_signal, SIGKILL) << r.out << r.err;
   ASSERT_NE(r.out.find("testguest: blk-rw: ok"), std::string::npos) << r.out << r.err;
   expect_written(img, 12, BLK_RW_FIRST, BLK_RW_COUNT);
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
 }
 
 TEST_F(BlkTest, SecondKindlingOnAHeldImageIsRefused) {
@@ -363,7 +347,7 @@ TEST_F(BlkTest, SecondKindlingOnAHeldImageIsRefused) {
     EXPECT_EQ(std::count(r->err.begin(), r->err.end(), '\n'), 1) << r->err;
   }
   EXPECT_EQ(first.exit_code, 143) << first.err;
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
 }
 
 TEST_F(BlkTest, BadDisksAreOneErrorLineAndExitTwo) {
@@ -389,7 +373,7 @@ TEST_F(BlkTest, BadDisksAreOneErrorLineAndExitTwo) {
     EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
-  EXPECT_TRUE(image_matches(img, img.shadow()));
+  EXPECT_TRUE(img.matches_shadow());
 }
 
 }  // namespace

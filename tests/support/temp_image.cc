@@ -5,9 +5,12 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "virtio/blk_request.h"
 
 namespace kindling::test {
 
@@ -85,6 +88,22 @@ std::vector<uint8_t> TempImage::read_back() const {
   ::close(fd);
   out.resize(done);
   return out;
+}
+
+::testing::AssertionResult TempImage::matches_shadow() const {
+  const std::vector<uint8_t> got = read_back();
+  if (got.size() != shadow_.size()) {
+    return ::testing::AssertionFailure()
+           << path_ << ": read back " << got.size() << " bytes, expected " << shadow_.size();
+  }
+  const auto [at, want] = std::mismatch(got.begin(), got.end(), shadow_.begin());
+  if (at == got.end()) return ::testing::AssertionSuccess();
+  const uint64_t offset = static_cast<uint64_t>(at - got.begin());
+  char values[48];
+  std::snprintf(values, sizeof(values), "0x%02x, expected 0x%02x", *at, *want);
+  return ::testing::AssertionFailure()
+         << path_ << ": first difference at byte " << offset << " (sector "
+         << offset / virtio::kSectorSize << "): " << values;
 }
 
 }  // namespace kindling::test

@@ -1,6 +1,8 @@
 // Temporary disk images for block tests: a file of random bytes plus a shadow copy in memory.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -34,6 +36,9 @@ class TempImage {
   void shadow_write(uint64_t offset, const uint8_t* data, size_t len);
   // Reads the whole file back through the page cache (after the engine's writes completed).
   std::vector<uint8_t> read_back() const;
+  // Reads the file back and compares it with shadow(); a mismatch names the first differing
+  // byte, its sector and both values.
+  ::testing::AssertionResult matches_shadow() const;
 
  private:
   std::string path_;
