@@ -22,7 +22,7 @@ size_t AlignedEngine::reap(std::span<Completion> out) {
   (void)notifier_.consume();
   collect_completions();
   size_t n = io_.take(out);
-  if (io_.ready() > 0) (void)notifier_.signal();
+  announce(0);
   return n;
 }
 
