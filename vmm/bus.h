@@ -41,7 +41,6 @@ class Bus {
 
   // Accesses that no device claimed.
   uint64_t unclaimed_accesses() const { return unclaimed_.load(std::memory_order_relaxed); }
-  const std::string& name() const { return name_; }
 
  private:
   struct Range {

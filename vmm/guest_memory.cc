@@ -120,8 +120,4 @@ uint64_t GuestMemory::total_size() const {
   return t;
 }
 
-uint64_t GuestMemory::end_address() const {
-  return regions_.empty() ? 0 : regions_.back().base.value + regions_.back().size;
-}
-
 }  // namespace kindling::vmm

@@ -86,8 +86,6 @@ class GuestMemory {
   std::span<const MemoryRegion> regions() const { return regions_; }
   // Total bytes of RAM.
   uint64_t total_size() const;
-  // One past the highest guest address backed by RAM.
-  uint64_t end_address() const;
 
  private:
   GuestMemory() = default;

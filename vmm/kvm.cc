@@ -197,14 +197,6 @@ Result<void, KvmErr> Vm::unregister_irqfd(uint32_t gsi, const EventFd& fd) const
   return {};
 }
 
-Result<void, KvmErr> Vm::set_irq_line(uint32_t gsi, bool level) const {
-  kvm_irq_level irq{};
-  irq.irq = gsi;
-  irq.level = level ? 1 : 0;
-  if (xioctl(fd_.get(), KVM_IRQ_LINE, &irq) < 0) return ioctl_error("KVM_IRQ_LINE");
-  return {};
-}
-
 Result<UniqueFd, KvmErr> Vm::create_vcpu_fd(uint32_t id) const {
   int fd = xioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
   if (fd < 0) return ioctl_error("KVM_CREATE_VCPU");

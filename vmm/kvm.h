@@ -102,8 +102,6 @@ class Vm {
   Result<void, KvmErr> register_irqfd(uint32_t gsi, const EventFd& fd) const;
   // Removes an irqfd registration.
   Result<void, KvmErr> unregister_irqfd(uint32_t gsi, const EventFd& fd) const;
-  // KVM_IRQ_LINE: sets interrupt line `gsi` to `level`.
-  Result<void, KvmErr> set_irq_line(uint32_t gsi, bool level) const;
 
   // KVM_CREATE_VCPU; `id` is also the vCPU's APIC id.
   Result<UniqueFd, KvmErr> create_vcpu_fd(uint32_t id) const;

@@ -45,18 +45,15 @@ inline constexpr unsigned long kSetSignalMask = _IOW(KVMIO, 0x8b, uint32_t);
 template <typename Header, typename Entry>
 class FlexBuffer {
  public:
-  explicit FlexBuffer(size_t n)
-      : words_((sizeof(Header) + n * sizeof(Entry) + 7) / 8, 0), capacity_(n) {}
+  explicit FlexBuffer(size_t n) : words_((sizeof(Header) + n * sizeof(Entry) + 7) / 8, 0) {}
   Header* header() { return reinterpret_cast<Header*>(words_.data()); }
   Entry* entries() {
     return reinterpret_cast<Entry*>(reinterpret_cast<uint8_t*>(words_.data()) + sizeof(Header));
   }
-  size_t capacity() const { return capacity_; }
   void* data() { return words_.data(); }
 
  private:
   std::vector<uint64_t> words_;
-  size_t capacity_;
 };
 
 }  // namespace kindling::vmm::abi

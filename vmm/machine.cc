@@ -112,15 +112,6 @@ Result<std::unique_ptr<Machine>, MachineErr> Machine::create(const VmConfig& con
   return m;
 }
 
-Result<std::unique_ptr<Machine>, MachineErr> Machine::build(const VmConfig& config,
-                                                            const MachineOptions& opts) {
-  auto m = create(config, opts);
-  if (!m) return m;
-  auto ok = (*m)->boot();
-  if (!ok) return ok.take_error();
-  return m;
-}
-
 Result<void, MachineErr> Machine::setup_kvm() {
   auto ok = vm_.set_tss_addr(kTssAddr);
   if (ok) ok = vm_.set_identity_map_addr(kIdentityMapAddr);

@@ -77,9 +77,6 @@ class Machine {
   // Everything up to (not including) the kernel: see the file comment.
   static Result<std::unique_ptr<Machine>, MachineErr> create(const VmConfig& config,
                                                              const MachineOptions& opts);
-  // create() + boot(): the whole VM for configs with nothing to attach.
-  static Result<std::unique_ptr<Machine>, MachineErr> build(const VmConfig& config,
-                                                            const MachineOptions& opts);
   // Stops and joins any running vCPU threads.
   ~Machine();
   Machine(const Machine&) = delete;
@@ -100,7 +97,6 @@ class Machine {
   // For device wiring (ioeventfd/irqfd registration) before run().
   const Vm& vm() const { return vm_; }
   const GuestMemory& memory() const { return mem_; }
-  StopControl& stop_control() { return stop_; }
 
  private:
   Machine(const VmConfig& config, const MachineOptions& opts, Kvm kvm, Vm vm, GuestMemory mem,
