@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "common/hex.h"
 #include "vmm/le_bytes.h"
 #include "vmm/page_walk.h"
 #include "vmm/pvm_syscall.h"
@@ -253,10 +254,8 @@ CodeMode code_mode(const kvm_sregs& s) {
 }
 
 std::string describe(uint64_t rip, std::span<const uint8_t> bytes, const std::string& why) {
-  std::string out;
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "0x%" PRIx64, rip);
-  out = std::string("emulation failure at RIP ") + buf + ", bytes";
+  std::string out = "emulation failure at RIP " + hex(rip) + ", bytes";
+  char buf[8];
   if (bytes.empty()) out += " (none)";
   for (uint8_t b : bytes) {
     std::snprintf(buf, sizeof(buf), " %02x", b);

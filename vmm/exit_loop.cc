@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/hex.h"
 #include "common/log.h"
 
 namespace kindling::vmm {
@@ -18,9 +19,7 @@ std::string vcpu_prefix(const Vcpu& vcpu) {
 std::string rip_text(Vcpu& vcpu) {
   auto regs = vcpu.get_regs();
   if (!regs) return "RIP unknown";
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "RIP 0x%llx", static_cast<unsigned long long>(regs->rip));
-  return buf;
+  return "RIP " + hex(regs->rip);
 }
 
 // GUEST: the port, size and count come from the guest's instruction (checked by KVM); the

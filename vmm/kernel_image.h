@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/hex.h"
 #include "vmm/boot_loader.h"
 #include "vmm/guest_memory.h"
 
@@ -33,13 +34,6 @@ inline uint64_t low_ram_end(const GuestMemory& mem) {
 // Turns a guest-memory error into a boot error that says what was being written.
 inline Unexpected<BootErr> memory_error(const GuestMemory::Err& e, const std::string& what) {
   return fail(BootError::kMemory, 0, what + ": " + e.message());
-}
-
-// "0x1234" for messages.
-inline std::string hex(uint64_t v) {
-  char buf[24];
-  snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
 }
 
 }  // namespace kindling::vmm

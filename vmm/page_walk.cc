@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/hex.h"
 #include "vmm/x86_arch.h"
 
 namespace kindling::vmm {
@@ -35,12 +36,6 @@ constexpr uint64_t kPageSize = 1ULL << 7;
 // Physical-address bits 51:12 of an entry.
 constexpr uint64_t kAddrMask = 0x000F'FFFF'FFFF'F000ULL;
 constexpr uint64_t kPageSize4K = 4096;
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
-  return buf;
-}
 
 bool canonical(uint64_t linear, int bits) {
   int64_t shifted = static_cast<int64_t>(linear << (64 - bits)) >> (64 - bits);
