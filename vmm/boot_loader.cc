@@ -62,6 +62,15 @@ Result<OpenFile, BootErr> open_file(const std::string& path, const std::string& 
   return f;
 }
 
+// A kernel or initrd larger than guest RAM can never load: say so before reading it.
+Result<void, BootErr> fits_in_ram(const OpenFile& f, const GuestMemory& mem,
+                                  const std::string& who) {
+  if (f.size <= mem.total_size()) return {};
+  return fail(BootError::kTooLarge, 0,
+              who + ": " + std::to_string(f.size) + " bytes, guest RAM is " +
+                  std::to_string(mem.total_size()));
+}
+
 // Reads exactly out.size() bytes from the start of the file.
 Result<void, BootErr> read_all(const OpenFile& f, std::span<uint8_t> out, const std::string& who) {
   uint64_t done = 0;
@@ -80,11 +89,7 @@ Result<std::vector<uint8_t>, BootErr> read_kernel(const GuestMemory& mem, const 
                                                   const std::string& who) {
   auto f = open_file(path, who);
   if (!f) return f.take_error();
-  if (f->size > mem.total_size()) {
-    return fail(BootError::kTooLarge, 0,
-                who + ": " + std::to_string(f->size) + " bytes, guest RAM is " +
-                    std::to_string(mem.total_size()));
-  }
+  if (auto r = fits_in_ram(*f, mem, who); !r) return r.take_error();
   std::vector<uint8_t> bytes(f->size);
   if (auto r = read_all(*f, bytes, who); !r) return r.take_error();
   return bytes;
@@ -126,11 +131,7 @@ Result<void, BootErr> load_initrd(const GuestMemory& mem, const std::string& pat
   auto f = open_file(path, who);
   if (!f) return f.take_error();
   if (f->size == 0) return fail(BootError::kInitrd, 0, who + ": empty file");
-  if (f->size > mem.total_size()) {
-    return fail(BootError::kTooLarge, 0,
-                who + ": " + std::to_string(f->size) + " bytes, guest RAM is " +
-                    std::to_string(mem.total_size()));
-  }
+  if (auto r = fits_in_ram(*f, mem, who); !r) return r.take_error();
   uint64_t limit = std::min(initrd_limit(kernel.hdr), low_ram_end(mem));
   uint64_t addr = limit >= f->size ? (limit - f->size) & ~(kPageSize - 1) : 0;
   if (limit < f->size || addr < kernel.end) {
