@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "vmm/layout.h"
 
 namespace kindling::vmm {
 
@@ -50,7 +51,7 @@ using ConfigErr = Error<ConfigError>;
 // Limits shared by the CLI and the JSON loader.
 inline constexpr uint64_t kMinMemBytes = 16ULL << 20;
 inline constexpr uint64_t kMaxMemBytes = 64ULL << 30;
-inline constexpr uint32_t kMaxVcpus = 64;
+inline constexpr uint32_t kMaxVcpus = layout::kMaxVcpus;  // what the MP table describes
 
 // Parses a memory size: a number of MiB ("512") or a number with a K, M or G suffix ("256M",
 // "1G", also "256MiB"); the result is checked with check_mem_bytes. `what` names the source

@@ -20,6 +20,7 @@
 
 #include "common/result.h"
 #include "vmm/config.h"
+#include "vmm/layout.h"
 
 namespace kindling::virtio {
 class BlockDevice;
@@ -49,7 +50,7 @@ inline constexpr uint64_t kVirtioMmioBase = 0xD0000000;
 inline constexpr uint64_t kVirtioMmioSlotSize = 0x1000;
 inline constexpr uint32_t kVirtioFirstGsi = 5;
 // Disks that fit below the I/O APIC's last pin (GSI 5..23).
-inline constexpr size_t kMaxDisks = 19;
+inline constexpr size_t kMaxDisks = layout::kIoapicPins - kVirtioFirstGsi;
 
 // Where disk `index` lives.
 struct DiskSlot {
