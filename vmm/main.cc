@@ -22,9 +22,10 @@ using namespace kindling;
 
 constexpr int kExitUsage = 2;
 
-int error_line(const std::string& what) {
+// Prints "kindling: error: WHAT" and returns `code` (the exit status it stands for).
+int error_line(const std::string& what, int code = kExitUsage) {
   std::fprintf(stderr, "kindling: error: %s\n", what.c_str());
-  return kExitUsage;
+  return code;
 }
 
 // Names the switches Machine appends to the kernel command line on a PVM host: the table in
@@ -45,33 +46,23 @@ int run_vm(const vmm::VmConfig& config) {
   if (auto level = log::parse_level(config.log_level)) log::set_level(*level);
   // Before any thread exists: every later thread inherits the blocked signals.
   auto signal_fd = vmm::setup_stop_signals();
-  if (!signal_fd) {
-    std::fprintf(stderr, "kindling: error: %s\n", signal_fd.error().message().c_str());
-    return 1;
-  }
+  if (!signal_fd) return error_line(signal_fd.error().message(), 1);
   vmm::MachineOptions opts;
   opts.pvm_host = vmm::host_is_pvm();
   opts.console_input_fd = STDIN_FILENO;
   if (opts.pvm_host) log_pvm_switches(config);
   auto machine = vmm::Machine::create(config, opts);
-  if (!machine) {
-    std::fprintf(stderr, "kindling: error: %s\n", machine.error().message().c_str());
-    return vmm::exit_code_for(machine.error());
-  }
+  if (!machine) return error_line(machine.error().message(), vmm::exit_code_for(machine.error()));
   // Declared after the machine: destroyed first, while the VM fd and guest RAM still exist.
   auto disks = vmm::Disks::attach(**machine, config);
-  if (!disks) {
-    std::fprintf(stderr, "kindling: error: %s\n", disks.error().message().c_str());
-    return vmm::exit_code_for(disks.error());
-  }
+  if (!disks) return error_line(disks.error().message(), vmm::exit_code_for(disks.error()));
   if (auto booted = (*machine)->boot(); !booted) {
-    std::fprintf(stderr, "kindling: error: %s\n", booted.error().message().c_str());
-    return vmm::exit_code_for(booted.error());
+    return error_line(booted.error().message(), vmm::exit_code_for(booted.error()));
   }
   vmm::RunResult r = (*machine)->run(signal_fd->get());
   // The vCPUs have stopped: drain every disk's in-flight I/O, then make the images stable.
   if (auto synced = (*disks)->shutdown(); !synced) {
-    std::fprintf(stderr, "kindling: error: %s\n", synced.error().message().c_str());
+    error_line(synced.error().message());
     if (r.exit_code == 0) r.exit_code = 1;
   }
   if (config.stats && (*disks)->size() > 0) {
