@@ -70,6 +70,15 @@ bool flock_held(const std::string& path) {
   return false;
 }
 
+// `kindling run` of the test guest with `cmdline`, a 30 s timeout, then `extra`.
+std::vector<std::string> base_args(const std::string& cmdline,
+                                   const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {KINDLING_BIN, "run",   "--kernel",  TESTGUEST_ELF,
+                                   "--cmdline",  cmdline, "--timeout", "30"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 class BlkTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -81,9 +90,7 @@ class BlkTest : public ::testing::Test {
   // Runs `kindling run` with the test guest, `cmdline` and the extra flags.
   static ChildResult guest(const std::string& cmdline, std::vector<std::string> extra,
                            const ChildOptions& opts = {}) {
-    std::vector<std::string> args = {KINDLING_BIN,  "run",   "--kernel",  TESTGUEST_ELF,
-                                     "--cmdline",   cmdline, "--timeout", "30",
-                                     "--log-level", "info"};
+    std::vector<std::string> args = base_args(cmdline, {"--log-level", "info"});
     args.insert(args.end(), extra.begin(), extra.end());
     return run_child(args, opts);
   }
@@ -330,10 +337,8 @@ TEST_F(BlkTest, SecondKindlingOnAHeldImageIsRefused) {
   }
   ChildResult rw, ro;
   if (held) {
-    rw = run_child({KINDLING_BIN, "run", "--kernel", TESTGUEST_ELF, "--cmdline", "test=blk-rw",
-                    "--timeout", "30", "--disk", img.path()});
-    ro = run_child({KINDLING_BIN, "run", "--kernel", TESTGUEST_ELF, "--cmdline", "test=blk-ro",
-                    "--timeout", "30", "--disk", img.path() + ",ro"});
+    rw = run_child(base_args("test=blk-rw", {"--disk", img.path()}));
+    ro = run_child(base_args("test=blk-ro", {"--disk", img.path() + ",ro"}));
   }
   holder.join();
   ASSERT_TRUE(held) << "the first kindling never locked the image\n" << first.err;
@@ -363,10 +368,7 @@ TEST_F(BlkTest, BadDisksAreOneErrorLineAndExitTwo) {
       {{"--disk", img.path() + ",id=x", "--disk", odd.path() + ",id=x"}, "duplicate drive id"},
   };
   for (const auto& c : cases) {
-    std::vector<std::string> args = {KINDLING_BIN, "run",         "--kernel",  TESTGUEST_ELF,
-                                     "--cmdline",  "test=blk-rw", "--timeout", "30"};
-    args.insert(args.end(), c.flags.begin(), c.flags.end());
-    const ChildResult r = run_child(args);
+    const ChildResult r = run_child(base_args("test=blk-rw", c.flags));
     ASSERT_TRUE(r.exited);
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_EQ(r.err.rfind("kindling: error: ", 0), 0u) << r.err;
