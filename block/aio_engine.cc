@@ -96,7 +96,7 @@ Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
   AioContext ctx(raw);
   bool fdsync = kernel_fdsync && probe_fdsync(ctx.get(), image.fd());
   std::unique_ptr<AioEngine> engine(
-      new AioEngine(image, std::move(*ev), std::move(ctx), max_in_flight, fdsync,
+      new AioEngine(image, std::move(*ev), std::move(ctx), max_in_flight,
                     submit_batch == 0 ? max_in_flight : submit_batch));
   if (!fdsync) {
     try {
@@ -111,10 +111,9 @@ Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
 }
 
 AioEngine::AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight,
-                     bool fdsync, size_t submit_batch)
+                     size_t submit_batch)
     : AlignedEngine(image, std::move(notifier), max_in_flight),
       ctx_(std::move(ctx)),
-      fdsync_(fdsync),
       submit_batch_(submit_batch),
       iocbs_(2 * max_in_flight),
       tags_(2 * max_in_flight),
@@ -138,7 +137,7 @@ AioEngine::~AioEngine() {
 }
 
 void AioEngine::start(const KernelOp& op) {
-  if (op.kind == KernelOp::Kind::kSync && !fdsync_) {
+  if (op.kind == KernelOp::Kind::kSync && helper_) {
     helper_->post(op.tag);
     return;
   }

@@ -90,14 +90,14 @@ class AioEngine final : public AlignedEngine {
   Result<void, BlockErr> flush_submissions() override;
 
   // Whether FLUSH goes to the kernel as IOCB_CMD_FDSYNC (else: the helper thread).
-  bool kernel_fdsync() const { return fdsync_; }
+  bool kernel_fdsync() const { return helper_ == nullptr; }
 
   // Tests only: every later io_submit of requests goes through `fn` (empty: ::io_submit). The
   // production path pays one test of an empty std::function per io_submit call.
   void set_submit_for_testing(SubmitFn fn) { submit_fn_ = std::move(fn); }
 
  private:
-  AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight, bool fdsync,
+  AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight,
             size_t submit_batch);
   void start(const KernelOp& op) override;
   // Kernel completions, helper flushes, then the iocbs that wait for room or after a refusal.
@@ -108,7 +108,6 @@ class AioEngine final : public AlignedEngine {
   void release(iocb* cb);
 
   AioContext ctx_;
-  bool fdsync_;
   size_t submit_batch_;         // iocbs per io_submit call at most
   std::vector<iocb> iocbs_;     // two per request: a read-modify-write reads head and tail
   std::vector<uint64_t> tags_;  // the request layer's tag of each iocb
@@ -122,7 +121,8 @@ class AioEngine final : public AlignedEngine {
   size_t kernel_in_flight_ = 0;
   unsigned idle_refusals_ = 0;  // refusals in a row with nothing in flight (kIdleSubmitRetries)
   SubmitFn submit_fn_;          // empty outside tests
-  std::unique_ptr<SyncHelper> helper_;  // only without kernel FDSYNC
+  // Exactly when FLUSH cannot be IOCB_CMD_FDSYNC: create() makes it then, or fails.
+  std::unique_ptr<SyncHelper> helper_;
 };
 
 }  // namespace kindling::block
