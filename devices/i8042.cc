@@ -124,9 +124,13 @@ uint8_t I8042::read_data_locked() {
   return value;
 }
 
-void I8042::push_output(uint8_t byte, bool aux) {
+void I8042::push_reply(uint8_t byte, bool aux) {
   if (out_.size() >= kOutputLimit) out_.pop_front();
   out_.push_back({byte, aux});
+}
+
+void I8042::push_output(uint8_t byte, bool aux) {
+  push_reply(byte, aux);
   if (!aux && (ctr_ & kCtrKbdInt)) irq_wanted_ = true;
 }
 
@@ -136,7 +140,7 @@ bool I8042::command_locked(uint8_t cmd) {
   switch (cmd) {
     case kCmdReadCtr:
       // Controller replies are not keyboard data: no interrupt (Linux polls for them).
-      out_.push_back({ctr_, false});
+      push_reply(ctr_, false);
       return false;
     case kCmdWriteCtr:
     case kCmdWriteOutPort:
@@ -153,11 +157,11 @@ bool I8042::command_locked(uint8_t cmd) {
       return false;
     case kCmdAuxTest:
     case kCmdKbdTest:
-      out_.push_back({kInterfaceOk, false});
+      push_reply(kInterfaceOk, false);
       return false;
     case kCmdSelfTest:
       ctr_ |= kCtrSysFlag;
-      out_.push_back({kSelfTestOk, false});
+      push_reply(kSelfTestOk, false);
       return false;
     case kCmdKbdDisable:
       ctr_ |= kCtrKbdDisable;
@@ -166,10 +170,10 @@ bool I8042::command_locked(uint8_t cmd) {
       ctr_ &= static_cast<uint8_t>(~kCtrKbdDisable);
       return false;
     case kCmdReadInput:
-      out_.push_back({0x00, false});
+      push_reply(0x00, false);
       return false;
     case kCmdReadOutPort:
-      out_.push_back({output_port_, false});
+      push_reply(output_port_, false);
       return false;
     default:
       break;

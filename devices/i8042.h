@@ -43,6 +43,9 @@ class I8042 : public BusDevice {
   bool command_locked(uint8_t cmd);
   // Returns true when the reset line was pulsed.
   bool data_locked(uint8_t value);
+  // Queues a byte for the data port (the oldest is dropped beyond kOutputLimit).
+  void push_reply(uint8_t byte, bool aux);
+  // push_reply() plus the keyboard interrupt when the controller enables it.
   void push_output(uint8_t byte, bool aux);
 
   std::function<void()> on_reset_;

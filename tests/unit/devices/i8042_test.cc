@@ -127,6 +127,22 @@ TEST_F(I8042Test, CommandDataBitTracksTheLastWrite) {
   EXPECT_FALSE(status() & 0x08);
 }
 
+TEST_F(I8042Test, UnreadControllerRepliesAreBounded) {
+  // A guest that never reads the data port cannot grow the output queue: 16 bytes at most,
+  // the newest kept.
+  for (int i = 0; i < 100; ++i) command(0xAA);  // self test, reply 0x55
+  command(0xD0);                                // read output port: the newest reply
+  int bytes = 0;
+  uint8_t last = 0;
+  while ((status() & kObf) && bytes < 1000) {
+    last = data();
+    ++bytes;
+  }
+  EXPECT_EQ(bytes, 16);
+  EXPECT_NE(last, 0x55);
+  EXPECT_EQ(irqs_, 0);  // controller replies raise no interrupt
+}
+
 TEST_F(I8042Test, GapPortsAreInert) {
   EXPECT_EQ(in(1), 0xFF);
   EXPECT_EQ(in(3), 0xFF);
