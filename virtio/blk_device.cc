@@ -305,13 +305,17 @@ void BlockDevice::handle(uint16_t slot) {
   }
 }
 
-void BlockDevice::reap() {
+void BlockDevice::reap_completions() {
   block::Completion done[64];
   while (true) {
     size_t n = engine_->reap(done);
     for (size_t i = 0; i < n; ++i) merge_->on_completion(done[i]);
     if (n < std::size(done)) break;
   }
+}
+
+void BlockDevice::reap() {
+  reap_completions();
   merge_->retry_deferred();
 }
 
@@ -393,9 +397,7 @@ void BlockDevice::drain_in_flight() {
       KLOG_ERROR("virtio-blk: poll: %s", strerror(errno));
       break;
     }
-    block::Completion done[64];
-    size_t n = engine_->reap(done);
-    for (size_t i = 0; i < n; ++i) merge_->on_completion(done[i]);
+    reap_completions();  // not reap(): after a reset nothing deferred may reach the engine
   }
   update_counters();
 }

@@ -111,6 +111,9 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   void process_queue();
   void handle(uint16_t slot);
   bool room() const;
+  // Hands every completion the engine has ready to merge_ (deferred submissions stay deferred).
+  void reap_completions();
+  // reap_completions(), then offers the deferred submissions again.
   void reap();
   // Signals the interrupt if used elements were pushed and the driver wants to hear (EVENT_IDX).
   void notify_driver();
