@@ -5,7 +5,6 @@
 #include "io.h"
 #include "libc.h"
 
-#define AP_STACK_SIZE 4096
 
 extern const char trampoline_start[], trampoline_end[], trampoline_cr3[];
 

@@ -7,6 +7,8 @@
 #define TRAMPOLINE_ADDR 0x10000
 /* Most APs the guest has stacks for. */
 #define SMP_MAX_APS 63
+/* Bytes of each AP's stack (ap_stacks in smp.c); the trampoline computes stack tops from it. */
+#define AP_STACK_SIZE 4096
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>

@@ -14,7 +14,6 @@
 #define SEL_CODE64 0x10
 #define SEL_DATA 0x18
 #define SEL_CODE32 0x20
-#define AP_STACK_SIZE 4096
 
         .section .note.GNU-stack, "", @progbits
 
@@ -86,7 +85,7 @@ ap_long_mode:
         cmp $SMP_MAX_APS, %eax
         jae 2f
         lea 1(%rax), %rdx
-        shl $12, %rdx
+        imul $AP_STACK_SIZE, %rdx, %rdx
         lea ap_stacks(%rip), %rsp
         add %rdx, %rsp
         mov %eax, %edi
