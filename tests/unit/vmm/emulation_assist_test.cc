@@ -6,6 +6,8 @@
 #include <optional>
 #include <vector>
 
+#include "tests/unit/vmm/fake_cpu.h"
+
 namespace kindling::vmm {
 namespace {
 
@@ -190,31 +192,6 @@ TEST(PopcntApplyTest, CountsAndSetsFlags) {
 
 // ---- the assist through a fake vCPU --------------------------------------------------------
 
-class FakeCpu : public AssistCpu {
- public:
-  Result<kvm_regs, KvmErr> get_regs() override { return regs; }
-  Result<void, KvmErr> set_regs(const kvm_regs& r) override {
-    regs = r;
-    ++set_regs_calls;
-    return {};
-  }
-  Result<kvm_sregs, KvmErr> get_sregs() override { return sregs; }
-  Result<void, KvmErr> set_sregs(const kvm_sregs& s) override {
-    sregs = s;
-    return {};
-  }
-  Result<void, KvmErr> inject_exception(uint8_t vector) override {
-    injected = vector;
-    return {};
-  }
-  Result<uint64_t, KvmErr> get_msr(uint32_t) override { return uint64_t{0}; }
-
-  kvm_regs regs{};
-  kvm_sregs sregs{};
-  std::optional<uint8_t> injected;
-  int set_regs_calls = 0;
-};
-
 // 64-bit code with an identity map of the first 2 MiB (PML4 0x1000, PDPT 0x2000, PD 0x3000).
 class AssistTest : public ::testing::Test {
  protected:
@@ -222,14 +199,7 @@ class AssistTest : public ::testing::Test {
     auto m = GuestMemory::create({{0, 4ULL << 20}});
     ASSERT_TRUE(m);
     mem_ = std::make_unique<GuestMemory>(std::move(*m));
-    ASSERT_TRUE(mem_->write_obj(GuestAddress(0x1000), uint64_t{0x2000 | 1}));
-    ASSERT_TRUE(mem_->write_obj(GuestAddress(0x2000), uint64_t{0x3000 | 1}));
-    ASSERT_TRUE(mem_->write_obj(GuestAddress(0x3000), uint64_t{0x0 | 1 | 0x80}));
-    cpu_.sregs.cr0 = X86_CR0_PE | X86_CR0_PG;
-    cpu_.sregs.cr3 = 0x1000;
-    cpu_.sregs.cr4 = X86_CR4_PAE;
-    cpu_.sregs.efer = (1 << 8) | (1 << 10);
-    cpu_.sregs.cs.l = 1;
+    ASSERT_TRUE(enter_long_mode(*mem_, cpu_));
     cpu_.regs.rip = 0x10000;
     cpu_.regs.rflags = X86_EFLAGS_FIXED;
   }

@@ -3,9 +3,10 @@
 #include <asm/processor-flags.h>
 #include <gtest/gtest.h>
 
-#include <map>
 #include <memory>
 #include <vector>
+
+#include "tests/unit/vmm/fake_cpu.h"
 
 namespace kindling::vmm {
 namespace {
@@ -128,36 +129,6 @@ TEST(LostSyscallTest, EntryStateIsWhatSyscallProduces) {
   EXPECT_EQ(t.ss.selector, 0x1b);
 }
 
-class FakeCpu : public AssistCpu {
- public:
-  Result<kvm_regs, KvmErr> get_regs() override { return regs; }
-  Result<void, KvmErr> set_regs(const kvm_regs& r) override {
-    regs = r;
-    ++sets;
-    return {};
-  }
-  Result<kvm_sregs, KvmErr> get_sregs() override { return sregs; }
-  Result<void, KvmErr> set_sregs(const kvm_sregs& s) override {
-    sregs = s;
-    ++sets;
-    return {};
-  }
-  Result<void, KvmErr> inject_exception(uint8_t) override { return {}; }
-  Result<uint64_t, KvmErr> get_msr(uint32_t index) override {
-    ++msr_reads;
-    if (fail_msrs) return fail(KvmError::kIoctl, EINVAL, "KVM_GET_MSRS");
-    auto it = msrs.find(index);
-    return it == msrs.end() ? uint64_t{0} : it->second;
-  }
-
-  kvm_regs regs{};
-  kvm_sregs sregs{};
-  std::map<uint32_t, uint64_t> msrs{{kMsrStar, kStar}, {kMsrLstar, kLstar}, {kMsrFmask, kFmask}};
-  bool fail_msrs = false;
-  int msr_reads = 0;
-  int sets = 0;
-};
-
 // A guest in long mode: the first 2 MiB identity-mapped, and the kernel's high half
 // 0xffffffff81000000 -> physical 0x200000 (2 MiB pages). The IDT lives at kernel address
 // 0xffffffff81100000 (phys 0x300000), the #PF handler's clac at kPfHandler, the kernel stack's
@@ -171,20 +142,14 @@ class RepairTest : public ::testing::Test {
     auto m = GuestMemory::create({{0, 8ULL << 20}});
     ASSERT_TRUE(m);
     mem_ = std::make_unique<GuestMemory>(std::move(*m));
-    put(0x1000, 0x2000 | 3);                   // PML4[0]
-    put(0x2000, 0x3000 | 3);                   // PDPT[0]
-    put(0x3000, 0x0 | 3 | 0x80);               // PD[0]: 2 MiB at 0
-    put(0x1000 + 511 * 8, 0x4000 | 3);         // PML4[511]
-    put(0x4000 + 510 * 8, 0x5000 | 3);         // PDPT[510]
-    put(0x5000 + 8 * 8, 0x200000 | 3 | 0x80);  // PD[8]: 2 MiB at 0x200000
-    put(0x5000 + 9 * 8, 0x400000 | 3 | 0x80);  // PD[9]
+    ASSERT_TRUE(enter_long_mode(*mem_, cpu_));  // PML4[0] -> PDPT[0] -> PD[0]: 2 MiB at 0
+    put(kFakePml4 + 511 * 8, 0x4000 | 3);       // PML4[511]
+    put(0x4000 + 510 * 8, 0x5000 | 3);          // PDPT[510]
+    put(0x5000 + 8 * 8, 0x200000 | 3 | 0x80);   // PD[8]: 2 MiB at 0x200000
+    put(0x5000 + 9 * 8, 0x400000 | 3 | 0x80);   // PD[9]
     write_kernel(kIdtBase + 14 * kIdtGateSize, gate_bytes(kPfHandler, 0x10, 0, 0x8E));
     write_kernel(kIdtBase + 3 * kIdtGateSize, gate_bytes(0xffffffff81200a00ULL, 0x10, 0, 0xEE));
-    cpu_.sregs.cr0 = X86_CR0_PE | X86_CR0_PG;
-    cpu_.sregs.cr3 = 0x1000;
-    cpu_.sregs.cr4 = X86_CR4_PAE;
-    cpu_.sregs.efer = (1 << 8) | (1 << 10);
-    cpu_.sregs.cs.l = 1;
+    cpu_.msrs = {{kMsrStar, kStar}, {kMsrLstar, kLstar}, {kMsrFmask, kFmask}};
     cpu_.sregs.cs.selector = 0x10;
     cpu_.sregs.idt.base = kIdtBase;
     cpu_.sregs.idt.limit = 256 * 16 - 1;
@@ -248,13 +213,13 @@ TEST_F(RepairTest, KernelModeFaultIsLeftAloneWithoutMsrReads) {
   EXPECT_FALSE(o.repaired);
   EXPECT_TRUE(o.error.empty());
   EXPECT_EQ(cpu_.msr_reads, 0);
-  EXPECT_EQ(cpu_.sets, 0);
+  EXPECT_EQ(cpu_.sets(), 0);
 }
 
 TEST_F(RepairTest, UserFaultElsewhereIsLeftAlone) {
   push_frame({6, 0x401000, 0x33, 0x246, 0x7ffe0000, 0x2b});  // an ordinary user page fault
   EXPECT_FALSE(repair().repaired);
-  EXPECT_EQ(cpu_.sets, 0);
+  EXPECT_EQ(cpu_.sets(), 0);
 }
 
 TEST_F(RepairTest, OtherRipIsLeftAloneWithoutReadingTheStack) {
@@ -273,7 +238,7 @@ TEST_F(RepairTest, NotRing0Or64BitIsLeftAlone) {
   cpu_.sregs.cs.dpl = 0;
   cpu_.sregs.cs.l = 0;
   EXPECT_FALSE(repair().repaired);
-  EXPECT_EQ(cpu_.sets, 0);
+  EXPECT_EQ(cpu_.sets(), 0);
 }
 
 TEST_F(RepairTest, UnreadableStackIsLeftAlone) {
@@ -288,7 +253,7 @@ TEST_F(RepairTest, MsrFailureIsAnError) {
   const SyscallRepairOutcome o = repair();
   EXPECT_FALSE(o.repaired);
   EXPECT_NE(o.error.find("LSTAR"), std::string::npos) << o.error;
-  EXPECT_EQ(cpu_.sets, 0);
+  EXPECT_EQ(cpu_.sets(), 0);
 }
 
 TEST_F(RepairTest, AssistReportsTheRepairForTheHandlersClac) {

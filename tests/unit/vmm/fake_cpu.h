@@ -1,0 +1,91 @@
+// A scripted vCPU for the emulation-assist and SYSCALL-repair tests, and the long-mode setup
+// both start from: 64-bit code with the first 2 MiB identity-mapped.
+#pragma once
+
+#include <asm/processor-flags.h>
+#include <gtest/gtest.h>
+#include <linux/kvm.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <map>
+#include <optional>
+
+#include "vmm/emulation_assist.h"
+#include "vmm/guest_memory.h"
+#include "vmm/x86_arch.h"
+#include "vmm/x86_tables.h"
+
+namespace kindling::vmm {
+
+// An AssistCpu over plain fields: tests set regs/sregs/msrs and read back what the code under
+// test changed, injected and how often it wrote or asked.
+class FakeCpu : public AssistCpu {
+ public:
+  Result<kvm_regs, KvmErr> get_regs() override { return regs; }
+  Result<void, KvmErr> set_regs(const kvm_regs& r) override {
+    regs = r;
+    ++set_regs_calls;
+    return {};
+  }
+  Result<kvm_sregs, KvmErr> get_sregs() override { return sregs; }
+  Result<void, KvmErr> set_sregs(const kvm_sregs& s) override {
+    sregs = s;
+    ++set_sregs_calls;
+    return {};
+  }
+  Result<void, KvmErr> inject_exception(uint8_t vector) override {
+    injected = vector;
+    return {};
+  }
+  // The value in `msrs` (0 when absent), or an ioctl error while `fail_msrs` is set.
+  Result<uint64_t, KvmErr> get_msr(uint32_t index) override {
+    ++msr_reads;
+    if (fail_msrs) return fail(KvmError::kIoctl, EINVAL, "KVM_GET_MSRS");
+    auto it = msrs.find(index);
+    return it == msrs.end() ? uint64_t{0} : it->second;
+  }
+  // set_regs and set_sregs calls together.
+  int sets() const { return set_regs_calls + set_sregs_calls; }
+
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  std::optional<uint8_t> injected;  // the last vector inject_exception queued
+  std::map<uint32_t, uint64_t> msrs;
+  bool fail_msrs = false;
+  int msr_reads = 0;
+  int set_regs_calls = 0;
+  int set_sregs_calls = 0;
+};
+
+// Where enter_long_mode puts the paging structures.
+inline constexpr uint64_t kFakePml4 = 0x1000;
+inline constexpr uint64_t kFakePdpt = 0x2000;
+inline constexpr uint64_t kFakePd = 0x3000;
+
+// Identity-maps [0, 2 MiB) with one large page (PML4[0] -> PDPT[0] -> PD[0]) in `mem` and puts
+// `cpu` in 64-bit mode on those tables (CR0.PE|PG, CR3, CR4.PAE, EFER.LME|LMA, CS.L).
+inline ::testing::AssertionResult enter_long_mode(const GuestMemory& mem, FakeCpu& cpu) {
+  const struct {
+    const char* name;
+    uint64_t at;
+    uint64_t entry;
+  } entries[] = {
+      {"PML4[0]", kFakePml4, kFakePdpt | kPtePresent | kPteWritable},
+      {"PDPT[0]", kFakePdpt, kFakePd | kPtePresent | kPteWritable},
+      {"PD[0]", kFakePd, 0 | kPtePresent | kPteWritable | kPteHuge},
+  };
+  for (const auto& e : entries) {
+    if (!mem.write_obj(GuestAddress(e.at), e.entry)) {
+      return ::testing::AssertionFailure() << e.name << " at " << e.at << " is outside guest RAM";
+    }
+  }
+  cpu.sregs.cr0 = X86_CR0_PE | X86_CR0_PG;
+  cpu.sregs.cr3 = kFakePml4;
+  cpu.sregs.cr4 = X86_CR4_PAE;
+  cpu.sregs.efer = kEferLme | kEferLma;
+  cpu.sregs.cs.l = 1;
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace kindling::vmm
