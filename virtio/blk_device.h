@@ -93,8 +93,6 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   block::EngineStats engine_stats() const { return engine_->stats(); }
   // What the parser checks requests against (capacity, read-only, serial).
   const DiskFacts& disk() const { return facts_; }
-  // The device configuration space as the driver reads it.
-  const virtio_blk_config& config() const { return config_; }
   // Whether the I/O thread is running.
   bool active() const { return thread_.joinable(); }
   // The image behind the device (nullptr when built over a bare engine): the VMM fdatasyncs

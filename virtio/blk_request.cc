@@ -8,22 +8,6 @@
 
 namespace kindling::virtio {
 
-const char* to_string(BlkReqType t) {
-  switch (t) {
-    case BlkReqType::kIn:
-      return "in";
-    case BlkReqType::kOut:
-      return "out";
-    case BlkReqType::kFlush:
-      return "flush";
-    case BlkReqType::kGetId:
-      return "get-id";
-    case BlkReqType::kUnsupported:
-      return "unsupported";
-  }
-  return "?";
-}
-
 const char* to_string(BlkParseError e) {
   switch (e) {
     case BlkParseError::kNoStatusByte:

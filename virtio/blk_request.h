@@ -28,7 +28,6 @@ inline constexpr uint32_t kSectorShift = 9;
 
 // What a request asks for (VIRTIO_BLK_T_* folded into what the device implements).
 enum class BlkReqType : uint8_t { kIn, kOut, kFlush, kGetId, kUnsupported };
-const char* to_string(BlkReqType t);
 
 // The chain is too broken to answer: the device cannot even write a status byte.
 enum class BlkParseError {

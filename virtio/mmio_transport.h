@@ -78,8 +78,6 @@ class MmioTransport final : public BusDevice, public DeviceInterrupt {
   uint32_t interrupt_status() const { return interrupt_status_.load(std::memory_order_acquire); }
   // True between a successful DRIVER_OK activation and the next reset.
   bool activated() const;
-  // The device behind the transport.
-  VirtioDevice& device() { return *device_; }
 
  private:
   MmioTransport(const vmm::GuestMemory& mem, std::unique_ptr<VirtioDevice> dev,
