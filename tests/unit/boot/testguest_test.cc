@@ -10,7 +10,6 @@
 namespace kindling::vmm {
 namespace {
 
-#ifdef KINDLING_TESTGUEST_ELF
 TEST(TestGuest, IsAnElf64KernelLinkedAtOneMiB) {
   std::ifstream in(KINDLING_TESTGUEST_ELF, std::ios::binary);
   ASSERT_TRUE(in) << KINDLING_TESTGUEST_ELF;
@@ -36,11 +35,6 @@ TEST(TestGuest, IsAnElf64KernelLinkedAtOneMiB) {
   ASSERT_TRUE(mem->read(GuestAddress(ph.p_paddr), loaded).has_value());
   EXPECT_TRUE(std::equal(loaded.begin(), loaded.end(), bytes.begin() + ph.p_offset));
 }
-#else
-TEST(TestGuest, IsAnElf64KernelLinkedAtOneMiB) {
-  GTEST_SKIP() << "testguest is not built";
-}
-#endif
 
 }  // namespace
 }  // namespace kindling::vmm
