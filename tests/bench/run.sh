@@ -20,9 +20,9 @@ die() { echo "bench: error: $*" >&2; exit 1; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 
 command -v fio >/dev/null || die "fio is not installed (make deps)"
-if [[ ! -x $bench ]]; then
-  cmake --build "$build" --target kindling_blk_bench -j"$(nproc)" >/dev/null || die "cannot build $bench"
-fi
+# Up to date with the sources (a no-op under `make bench`, which has just built everything).
+cmake --build "$build" --target kindling_blk_bench kindling testguest -j"$(nproc)" >/dev/null ||
+  die "cannot build the benchmark, kindling and the test guest in $build"
 
 mkdir -p "$(dirname "$image")"
 fs=$(stat -f -c %T "$(dirname "$image")")
@@ -142,9 +142,6 @@ trap 'rm -f "$guest_err"' EXIT
 if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
   echo "bench: guest-driven cases skipped: /dev/kvm cannot be opened"
 else
-  if [[ ! -x $kindling || ! -f $testguest ]]; then
-    cmake --build "$build" --target kindling testguest -j"$(nproc)" >/dev/null || die "cannot build kindling"
-  fi
   echo "bench: guest-driven ($guest_n requests per case; the guest's kernel-mode code is $(
     [[ -e /sys/module/kvm_pvm ]] && echo "emulated by PVM: expect the guest to be the bottleneck" || echo "run natively"))"
   guest_case guest-4k-randread-qd32 rand 4096 32
