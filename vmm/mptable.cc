@@ -29,9 +29,21 @@ void append(std::vector<uint8_t>& out, const T& entry) {
   out.insert(out.end(), p, p + sizeof(T));
 }
 
+// Base-table entries and how many there are (the header's length and entry_count).
+struct Entries {
+  std::vector<uint8_t> bytes;
+  uint16_t count = 0;
+};
+
+template <typename T>
+void append(Entries& out, const T& entry) {
+  append(out.bytes, entry);
+  ++out.count;
+}
+
 // All base-table entries after the header, in the order the spec recommends (4.3).
-std::vector<uint8_t> table_entries(uint32_t vcpus) {
-  std::vector<uint8_t> out;
+Entries table_entries(uint32_t vcpus) {
+  Entries out;
   for (uint32_t i = 0; i < vcpus; ++i) {
     MpProcessorEntry cpu{};
     cpu.type = kMpProcessor;
@@ -80,16 +92,7 @@ std::vector<uint8_t> table_entries(uint32_t vcpus) {
   return out;
 }
 
-uint16_t entry_count(uint32_t vcpus) {
-  return static_cast<uint16_t>(vcpus + 2 + layout::kIoapicPins + 2);
-}
-
 }  // namespace
-
-uint64_t mp_config_table_size(uint32_t vcpus) {
-  return sizeof(MpConfigHeader) + vcpus * sizeof(MpProcessorEntry) + sizeof(MpBusEntry) +
-         sizeof(MpIoapicEntry) + (layout::kIoapicPins + 2) * sizeof(MpInterruptEntry);
-}
 
 Result<void, BootErr> write_mptable(const GuestMemory& mem, uint32_t vcpus) {
   if (vcpus == 0 || vcpus > layout::kMaxVcpus) {
@@ -97,19 +100,19 @@ Result<void, BootErr> write_mptable(const GuestMemory& mem, uint32_t vcpus) {
   }
   const uint64_t config_addr = layout::kMpTableAddr + sizeof(MpFloatingPointer);
 
+  const Entries entries = table_entries(vcpus);
   MpConfigHeader hdr{};
   std::memcpy(hdr.signature, "PCMP", 4);
-  hdr.length = static_cast<uint16_t>(mp_config_table_size(vcpus));
+  hdr.length = static_cast<uint16_t>(sizeof(hdr) + entries.bytes.size());
   hdr.spec = kMpSpecRevision;
   std::memcpy(hdr.oem, "KINDLING", sizeof(hdr.oem));
   std::memcpy(hdr.product, "MICROVM     ", sizeof(hdr.product));
-  hdr.entry_count = entry_count(vcpus);
+  hdr.entry_count = entries.count;
   hdr.lapic_addr = static_cast<uint32_t>(layout::kLapicAddr);
 
   std::vector<uint8_t> table;
   append(table, hdr);
-  auto entries = table_entries(vcpus);
-  table.insert(table.end(), entries.begin(), entries.end());
+  table.insert(table.end(), entries.bytes.begin(), entries.bytes.end());
   // The checksum byte is zero while summing, so the negated sum makes the total 0.
   table[offsetof(MpConfigHeader, checksum)] = checksum_of(table.data(), table.size());
 

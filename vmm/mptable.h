@@ -118,8 +118,6 @@ inline constexpr uint8_t kMpIoapicVersion = 0x11;
 inline constexpr uint8_t mp_ioapic_id(uint32_t vcpus) {
   return static_cast<uint8_t>(vcpus);
 }
-// Bytes of the base configuration table for `vcpus` vCPUs (header + entries).
-uint64_t mp_config_table_size(uint32_t vcpus);
 // Writes the floating pointer at layout::kMpTableAddr and the config table after it.
 // `vcpus` must be 1..layout::kMaxVcpus.
 Result<void, BootErr> write_mptable(const GuestMemory& mem, uint32_t vcpus);

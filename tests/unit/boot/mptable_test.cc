@@ -86,7 +86,9 @@ TEST_P(MpTableTest, DescribesEveryCpuAndPin) {
   EXPECT_EQ(std::memcmp(t.hdr.signature, "PCMP", 4), 0);
   EXPECT_EQ(t.hdr.spec, 4);
   EXPECT_EQ(t.hdr.lapic_addr, 0xFEE00000u);
-  EXPECT_EQ(t.hdr.length, mp_config_table_size(vcpus));
+  EXPECT_EQ(t.hdr.length, sizeof(MpConfigHeader) + vcpus * sizeof(MpProcessorEntry) +
+                              sizeof(MpBusEntry) + sizeof(MpIoapicEntry) +
+                              (24 + 2) * sizeof(MpInterruptEntry));
   EXPECT_EQ(byte_sum(t.table_bytes), 0);
   EXPECT_EQ(t.hdr.entry_count, vcpus + 1 + 1 + 24 + 2);
 
