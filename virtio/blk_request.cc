@@ -80,12 +80,6 @@ uint8_t* take_status_byte(std::vector<iovec>& in) {
   return status;
 }
 
-uint64_t total_bytes(std::span<const iovec> iov) {
-  uint64_t n = 0;
-  for (const iovec& v : iov) n += v.iov_len;
-  return n;
-}
-
 BlkReqType classify(uint32_t type) {
   switch (type) {
     case VIRTIO_BLK_T_IN:
@@ -134,6 +128,8 @@ Result<void, BlkParseErr> parse_request(const DiskFacts& disk, VirtIOBlockReq& r
     case BlkReqType::kIn:
     case BlkReqType::kGetId:
       req.data = std::span<iovec>(e.in_iov);
+      // Every writable byte but the status byte, whichever buffer that shared (in_bytes >= 1).
+      req.data_bytes = e.in_bytes - 1;
       break;
     case BlkReqType::kOut: {
       auto [idx, off] = *data_at;
@@ -142,6 +138,8 @@ Result<void, BlkParseErr> parse_request(const DiskFacts& disk, VirtIOBlockReq& r
       first.iov_len -= off;
       if (first.iov_len == 0) ++idx;
       req.data = std::span<iovec>(e.out_iov).subspan(idx);
+      // Every readable byte after the header, however it was split (gather found all 16).
+      req.data_bytes = e.out_bytes - sizeof(hdr);
       break;
     }
     case BlkReqType::kFlush:
@@ -150,7 +148,6 @@ Result<void, BlkParseErr> parse_request(const DiskFacts& disk, VirtIOBlockReq& r
       req.status = VIRTIO_BLK_S_UNSUPP;
       return {};
   }
-  req.data_bytes = total_bytes(req.data);
   if (req.type == BlkReqType::kGetId) return {};
 
   if (!range_ok(disk, req.sector, req.data_bytes)) {

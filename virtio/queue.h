@@ -42,8 +42,8 @@ struct QueueElement {
   uint16_t head = 0;
   std::vector<iovec> out_iov;  // device-readable (driver -> device), in chain order
   std::vector<iovec> in_iov;   // device-writable (device -> driver), in chain order
-  uint64_t out_bytes = 0;
-  uint64_t in_bytes = 0;
+  uint64_t out_bytes = 0;      // sum of out_iov's lengths as popped
+  uint64_t in_bytes = 0;       // sum of in_iov's lengths as popped
   void clear() {
     out_iov.clear();
     in_iov.clear();

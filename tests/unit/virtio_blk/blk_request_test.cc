@@ -378,10 +378,14 @@ TEST_P(ParseTest, Parses) {
   EXPECT_EQ(req.data_bytes, c.data_bytes);
   EXPECT_EQ(req.data.size(), c.data_iovs);
   // The data buffers never include the header or the status byte.
+  uint64_t data_iov_bytes = 0;
   for (const iovec& v : req.data) {
     auto* b = static_cast<uint8_t*>(v.iov_base);
     EXPECT_FALSE(req.status_byte >= b && req.status_byte < b + v.iov_len);
+    data_iov_bytes += v.iov_len;
   }
+  // data_bytes comes from the element's totals: it must match the data buffers themselves.
+  EXPECT_EQ(req.data_bytes, data_iov_bytes);
 }
 
 INSTANTIATE_TEST_SUITE_P(Requests, ParseTest, testing::ValuesIn(cases()),
