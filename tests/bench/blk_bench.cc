@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "common/log.h"
-#include "tests/unit/virtio_blk/blk_driver.h"
+#include "tests/support/blk_driver.h"
 #include "virtio/blk_device.h"
 
 namespace {

@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/blk_driver.h"
 #include "tests/support/temp_image.h"
-#include "tests/unit/virtio_blk/blk_driver.h"
 #include "tests/unit/virtio_blk/fake_engine.h"
 
 namespace kindling::virtio {

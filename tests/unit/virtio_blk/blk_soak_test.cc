@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/blk_driver.h"
 #include "tests/support/temp_image.h"
-#include "tests/unit/virtio_blk/blk_driver.h"
 #include "virtio/blk_device.h"
 
 namespace kindling::virtio {

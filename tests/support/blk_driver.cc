@@ -1,4 +1,4 @@
-#include "tests/unit/virtio_blk/blk_driver.h"
+#include "tests/support/blk_driver.h"
 
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
