@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/support/eventually.h"
 #include "tests/support/mock_queue.h"
 #include "tests/support/test_memory.h"
 #include "tests/unit/virtio/echo_device.h"
@@ -38,14 +39,7 @@ constexpr uint32_t kNeedsReset = VIRTIO_CONFIG_S_NEEDS_RESET;
 constexpr uint64_t kRing0 = 0x10000;
 constexpr uint64_t kRing1 = 0x20000;
 
-// True once `pred` holds, polling for up to 5 s.
-bool eventually(const std::function<bool()>& pred) {
-  for (int i = 0; i < 5000; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
-}
+using kindling::test::eventually;
 
 // Waits up to 5 s for `fd` to become readable.
 bool readable(const EventFd& fd) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tests/support/blk_driver.h"
+#include "tests/support/eventually.h"
 #include "tests/support/temp_image.h"
 #include "tests/unit/virtio_blk/fake_engine.h"
 
@@ -228,7 +229,7 @@ TEST_P(BlkDeviceTest, EventIdxSuppressesInterrupts) {
   };
   // The used entry is visible before the interrupt is signalled: wait for the count to reach n.
   auto irqs_reaching = [&](uint64_t n) {
-    for (int i = 0; i < 2000 && drv.irq().used.load() < n; ++i) usleep(1000);
+    (void)test::eventually([&] { return drv.irq().used.load() >= n; }, 2000);
     return drv.irq().used.load();
   };
   drv.mock().set_used_event(0);
@@ -277,7 +278,7 @@ TEST_P(BlkDeviceTest, BrokenChainNeedsReset) {
   ChainBuffer only_header[] = {{drv.header_addr(0), 16, false}};
   ASSERT_TRUE(drv.add_raw(0, only_header));
   drv.kick();
-  for (int i = 0; i < 2000 && !drv.irq().needs_reset.load(); ++i) usleep(1000);
+  (void)test::eventually([&] { return drv.irq().needs_reset.load(); }, 2000);
   EXPECT_TRUE(drv.irq().needs_reset.load());
   drv.reset();
 }
@@ -289,7 +290,7 @@ TEST_P(BlkDeviceTest, BadRingNeedsReset) {
   drv.mock().offer(9999);  // a head outside the queue
   drv.kick();
   (void)drv.notify().signal();
-  for (int i = 0; i < 2000 && !drv.irq().needs_reset.load(); ++i) usleep(1000);
+  (void)test::eventually([&] { return drv.irq().needs_reset.load(); }, 2000);
   EXPECT_TRUE(drv.irq().needs_reset.load());
 }
 
@@ -356,7 +357,7 @@ TEST(BlkDeviceFakeEngine, FullEngineStallsAndResumes) {
   for (uint16_t t = 0; t < 6; ++t) ASSERT_TRUE(drv.add(t, VIRTIO_BLK_T_IN, t * 8, 4096));
   drv.kick();
   auto wait_submitted = [&](size_t n) {
-    for (int i = 0; i < 2000 && fake->submitted() < n; ++i) usleep(1000);
+    (void)test::eventually([&] { return fake->submitted() >= n; }, 2000);
     return fake->submitted();
   };
   ASSERT_EQ(wait_submitted(2), 2u);
@@ -388,7 +389,7 @@ TEST(BlkDeviceFakeEngine, ResetWaitsForHeldIoAndAnswersNothing) {
     ASSERT_TRUE(drv.add(1, VIRTIO_BLK_T_OUT, 64, 4096));
     ASSERT_TRUE(drv.add(2, VIRTIO_BLK_T_FLUSH, 0, 0));
     drv.kick();
-    for (int i = 0; i < 2000 && fake->submitted() < 3; ++i) usleep(1000);
+    (void)test::eventually([&] { return fake->submitted() >= 3; }, 2000);
     ASSERT_EQ(fake->submitted(), 3u);
     ASSERT_EQ(fake->in_flight(), 3u);
 
@@ -422,7 +423,7 @@ TEST(BlkDeviceFakeEngine, ResetWaitsForHeldIoAndAnswersNothing) {
   ASSERT_TRUE(drv.activate(**dev));
   ASSERT_TRUE(drv.add(7, VIRTIO_BLK_T_IN, 16, 4096));
   drv.kick();
-  for (int i = 0; i < 2000 && fake->submitted() < 4; ++i) usleep(1000);
+  (void)test::eventually([&] { return fake->submitted() >= 4; }, 2000);
   ASSERT_EQ(fake->submitted(), 4u);
   fake->complete(3);
   auto done = drv.wait_for(1);
@@ -445,7 +446,7 @@ TEST(BlkDeviceFakeEngine, EngineErrorBecomesIoerr) {
   ASSERT_TRUE(drv.add(0, VIRTIO_BLK_T_IN, 0, 4096));
   ASSERT_TRUE(drv.add(1, VIRTIO_BLK_T_IN, 8, 4096));
   drv.kick();
-  for (int i = 0; i < 2000 && fake->submitted() < 1; ++i) usleep(1000);
+  (void)test::eventually([&] { return fake->submitted() >= 1; }, 2000);
   ASSERT_EQ(fake->submitted(), 1u) << "merged into one engine request";
   fake->complete(0, -EIO);
   auto done = drv.wait_for(2);

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/eventually.h"
 #include "tests/support/mock_queue.h"
 #include "tests/support/temp_image.h"
 #include "tests/support/test_memory.h"
@@ -186,7 +187,7 @@ class BlkMmioFakeTest : public BlkMmioBase {
     return low;
   }
   bool wait_submitted(size_t n) {
-    for (int i = 0; i < 5000 && fake_->submitted() < n; ++i) usleep(1000);
+    (void)test::eventually([&] { return fake_->submitted() >= n; }, 5000);
     return fake_->submitted() == n;
   }
 
@@ -376,7 +377,7 @@ TEST_P(BlkBadChainTest, NeedsResetConfigInterruptAndNoGuestWrite) {
 
   // Held requests still finish; then the driver's recovery: reset, init, a good request.
   EXPECT_EQ(fake_->complete_pending(), c.held);
-  for (int i = 0; i < 5000 && mq.used_idx() < c.held; ++i) usleep(1000);
+  (void)test::eventually([&] { return mq.used_idx() >= c.held; }, 5000);
   EXPECT_EQ(mq.used_idx(), c.held);
   wr(VIRTIO_MMIO_STATUS, 0);
   EXPECT_EQ(rd(VIRTIO_MMIO_STATUS), 0u);
@@ -388,7 +389,7 @@ TEST_P(BlkBadChainTest, NeedsResetConfigInterruptAndNoGuestWrite) {
   ASSERT_TRUE(mmio_->queue_notifies()[0].signal());
   ASSERT_TRUE(wait_submitted(c.held + 1));
   fake_->complete(c.held);
-  for (int i = 0; i < 5000 && mq.used_idx() < 1; ++i) usleep(1000);
+  (void)test::eventually([&] { return mq.used_idx() >= 1; }, 5000);
   ASSERT_EQ(mq.used_idx(), 1u);
   EXPECT_EQ(*mem_.read_obj<uint8_t>(GuestAddress(kS)), VIRTIO_BLK_S_OK);
 }
