@@ -5,7 +5,6 @@
 #include "io.h"
 #include "libc.h"
 
-
 extern const char trampoline_start[], trampoline_end[], trampoline_cr3[];
 
 /* Used by ap_long_mode (trampoline.S): the next free stack slot, and the stacks. */
