@@ -28,6 +28,20 @@ constexpr uint64_t kVersion1 = 1ULL << VIRTIO_F_VERSION_1;
 constexpr uint32_t kMaxQueueSize = 32768;  // spec 2.7: split rings hold at most 2^15 entries
 constexpr unsigned kMaxBadAccessLogs = 8;  // a guest must not be able to flood the log
 
+// Device config: 1/2/4-byte accesses go to `f` as they are, an 8-byte one as two 4-byte halves
+// (spec 4.2.2.2 lets drivers use only 32-bit accesses for 64-bit fields); other sizes are
+// dropped. `f(config_offset, bytes)`.
+template <typename Bytes, typename F>
+void config_access(uint64_t offset, Bytes data, F f) {
+  const uint64_t at = offset - VIRTIO_MMIO_CONFIG;
+  if (data.size() == 1 || data.size() == 2 || data.size() == 4) {
+    f(at, data);
+  } else if (data.size() == 8) {
+    f(at, data.first(4));
+    f(at + 4, data.subspan(4, 4));
+  }
+}
+
 constexpr uint32_t kInitBits =
     VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
 
@@ -85,29 +99,23 @@ bool MmioTransport::activated() const {
 
 // --- guest accesses ---
 
+void MmioTransport::log_bad_access(const char* what, size_t size, uint64_t offset) {
+  std::lock_guard lock(mu_);
+  if (bad_accesses_logged_++ < kMaxBadAccessLogs) {
+    KLOG_WARN("virtio-mmio: ignoring %zu-byte %s at 0x%llx", size, what,
+              static_cast<unsigned long long>(offset));
+  }
+}
+
 void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
   std::memset(data.data(), 0, data.size());
   if (offset >= VIRTIO_MMIO_CONFIG) {
-    // Device config: 1/2/4-byte accesses; an 8-byte one is split into two 4-byte reads (spec
-    // 4.2.2.2 lets drivers use only 32-bit accesses for 64-bit fields).
-    if (data.size() == 1 || data.size() == 2 || data.size() == 4) {
-      std::lock_guard lock(mu_);
-      device_->read_config(offset - VIRTIO_MMIO_CONFIG, data);
-    } else if (data.size() == 8) {
-      std::lock_guard lock(mu_);
-      device_->read_config(offset - VIRTIO_MMIO_CONFIG, data.first(4));
-      device_->read_config(offset - VIRTIO_MMIO_CONFIG + 4, data.subspan(4, 4));
-    }
-    return;
-  }
-  if (data.size() != 4 || offset % 4 != 0) {
     std::lock_guard lock(mu_);
-    if (bad_accesses_logged_++ < kMaxBadAccessLogs) {
-      KLOG_WARN("virtio-mmio: ignoring %zu-byte read at 0x%llx", data.size(),
-                static_cast<unsigned long long>(offset));
-    }
+    config_access(offset, data,
+                  [&](uint64_t at, std::span<uint8_t> d) { device_->read_config(at, d); });
     return;
   }
+  if (data.size() != 4 || offset % 4 != 0) return log_bad_access("read", data.size(), offset);
   uint32_t v;
   {
     std::lock_guard lock(mu_);
@@ -120,22 +128,11 @@ void MmioTransport::write(uint64_t offset, std::span<const uint8_t> data) {
   if (offset >= VIRTIO_MMIO_CONFIG) {
     // GUEST: config writes go to the device, which decides what is writable.
     std::lock_guard lock(mu_);
-    if (data.size() == 1 || data.size() == 2 || data.size() == 4) {
-      device_->write_config(offset - VIRTIO_MMIO_CONFIG, data);
-    } else if (data.size() == 8) {
-      device_->write_config(offset - VIRTIO_MMIO_CONFIG, data.first(4));
-      device_->write_config(offset - VIRTIO_MMIO_CONFIG + 4, data.subspan(4, 4));
-    }
+    config_access(offset, data,
+                  [&](uint64_t at, std::span<const uint8_t> d) { device_->write_config(at, d); });
     return;
   }
-  if (data.size() != 4 || offset % 4 != 0) {
-    std::lock_guard lock(mu_);
-    if (bad_accesses_logged_++ < kMaxBadAccessLogs) {
-      KLOG_WARN("virtio-mmio: ignoring %zu-byte write at 0x%llx", data.size(),
-                static_cast<unsigned long long>(offset));
-    }
-    return;
-  }
+  if (data.size() != 4 || offset % 4 != 0) return log_bad_access("write", data.size(), offset);
   uint32_t v;
   std::memcpy(&v, data.data(), 4);
   v = le32toh(v);

@@ -83,6 +83,8 @@ class MmioTransport final : public BusDevice, public DeviceInterrupt {
   MmioTransport(const vmm::GuestMemory& mem, std::unique_ptr<VirtioDevice> dev,
                 std::vector<EventFd> notifies, EventFd interrupt);
 
+  // Logs a register access of a size or alignment the transport ignores (a few times at most).
+  void log_bad_access(const char* what, size_t size, uint64_t offset);
   uint32_t read_register(uint64_t offset) const;
   void write_register(uint64_t offset, uint32_t value);
   void write_queue_register(uint64_t offset, uint32_t value);
