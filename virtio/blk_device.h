@@ -128,7 +128,7 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   std::unique_ptr<block::IoEngine> engine_;
 
   // Set by activate(), used by the I/O thread only, cleared by reset() after the join.
-  const vmm::GuestMemory* mem_ = nullptr;
+  const memory::GuestMemory* mem_ = nullptr;
   Queue* queue_ = nullptr;
   const EventFd* notify_ = nullptr;
   DeviceInterrupt* interrupt_ = nullptr;

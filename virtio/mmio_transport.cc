@@ -53,7 +53,7 @@ uint64_t set_half(uint64_t v, bool high, uint32_t half) {
 }  // namespace
 
 Result<std::unique_ptr<MmioTransport>, MmioTransport::Err> MmioTransport::create(
-    const vmm::GuestMemory& mem, std::unique_ptr<VirtioDevice> dev) {
+    const memory::GuestMemory& mem, std::unique_ptr<VirtioDevice> dev) {
   if (!dev || dev->num_queues() == 0 || dev->queue_max_size() == 0 ||
       dev->queue_max_size() > kMaxQueueSize || (dev->device_features() & kVersion1) == 0) {
     return fail(TransportError::kBadDevice, 0, "virtio-mmio");
@@ -71,7 +71,7 @@ Result<std::unique_ptr<MmioTransport>, MmioTransport::Err> MmioTransport::create
       new MmioTransport(mem, std::move(dev), std::move(notifies), std::move(*irq)));
 }
 
-MmioTransport::MmioTransport(const vmm::GuestMemory& mem, std::unique_ptr<VirtioDevice> dev,
+MmioTransport::MmioTransport(const memory::GuestMemory& mem, std::unique_ptr<VirtioDevice> dev,
                              std::vector<EventFd> notifies, EventFd interrupt)
     : mem_(mem),
       device_(std::move(dev)),

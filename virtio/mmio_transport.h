@@ -20,10 +20,10 @@
 
 #include "common/bus_device.h"
 #include "common/event_fd.h"
+#include "common/memory/guest_memory.h"
 #include "common/result.h"
 #include "virtio/queue.h"
 #include "virtio/virtio_device.h"
-#include "vmm/guest_memory.h"
 
 namespace kindling::virtio {
 
@@ -49,7 +49,7 @@ class MmioTransport final : public BusDevice, public DeviceInterrupt {
   using Err = TransportErr;
 
   // Wraps `dev`; `mem` must outlive the transport.
-  static Result<std::unique_ptr<MmioTransport>, Err> create(const vmm::GuestMemory& mem,
+  static Result<std::unique_ptr<MmioTransport>, Err> create(const memory::GuestMemory& mem,
                                                             std::unique_ptr<VirtioDevice> dev);
   MmioTransport(const MmioTransport&) = delete;
   MmioTransport& operator=(const MmioTransport&) = delete;
@@ -80,7 +80,7 @@ class MmioTransport final : public BusDevice, public DeviceInterrupt {
   bool activated() const;
 
  private:
-  MmioTransport(const vmm::GuestMemory& mem, std::unique_ptr<VirtioDevice> dev,
+  MmioTransport(const memory::GuestMemory& mem, std::unique_ptr<VirtioDevice> dev,
                 std::vector<EventFd> notifies, EventFd interrupt);
 
   // Logs a register access of a size or alignment the transport ignores (a few times at most).
@@ -98,7 +98,7 @@ class MmioTransport final : public BusDevice, public DeviceInterrupt {
   Queue* selected_queue();
   const Queue* selected_queue() const;
 
-  const vmm::GuestMemory& mem_;
+  const memory::GuestMemory& mem_;
   std::unique_ptr<VirtioDevice> device_;
   const uint64_t device_features_;
   std::vector<Queue> queues_;

@@ -9,13 +9,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/memory/guest_memory.h"
 #include "common/result.h"
-#include "vmm/guest_memory.h"
 
 namespace kindling::virtio {
 
-using vmm::GuestAddress;
-using vmm::GuestMemory;
+using memory::GuestAddress;
+using memory::GuestMemory;
 
 enum class QueueError {
   kNotReady,               // used before the driver made it ready / after reset

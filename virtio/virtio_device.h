@@ -5,9 +5,9 @@
 #include <span>
 
 #include "common/event_fd.h"
+#include "common/memory/guest_memory.h"
 #include "common/result.h"
 #include "virtio/queue.h"
-#include "vmm/guest_memory.h"
 
 namespace kindling::virtio {
 
@@ -25,7 +25,7 @@ class DeviceInterrupt {
 
 // What a device gets when the driver sets DRIVER_OK.
 struct ActivateContext {
-  const vmm::GuestMemory& mem;
+  const memory::GuestMemory& mem;
   std::span<Queue> queues;            // one per device queue; is_valid() if ready(), a queue
                                       // the driver left unused has ready() == false
   std::span<const EventFd> notifies;  // notifies[i] is signalled when queue i is kicked

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "vmm/config.h"
+#include "vmm/config/config.h"
 #include "vmm/layout.h"
 
 namespace kindling::virtio {

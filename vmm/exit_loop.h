@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <string>
 
+#include "common/memory/guest_memory.h"
 #include "vmm/bus.h"
-#include "vmm/emulation_assist.h"
-#include "vmm/guest_memory.h"
+#include "vmm/pvm/emulation_assist.h"
 #include "vmm/stop.h"
 #include "vmm/vcpu.h"
 
@@ -46,7 +46,7 @@ struct ExitStats {
 struct ExitLoopDeps {
   const Bus& pio;
   const Bus& mmio;
-  const GuestMemory& mem;
+  const memory::GuestMemory& mem;
   StopControl& stop;
 };
 

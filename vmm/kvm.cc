@@ -137,8 +137,8 @@ Result<void, KvmErr> Vm::create_pit2() const {
   return {};
 }
 
-Result<void, KvmErr> Vm::map_memory(const GuestMemory& mem) {
-  for (const MemoryRegion& r : mem.regions()) {
+Result<void, KvmErr> Vm::map_memory(const memory::GuestMemory& mem) {
+  for (const memory::MemoryRegion& r : mem.regions()) {
     kvm_userspace_memory_region slot{};
     slot.slot = next_slot_;
     slot.guest_phys_addr = r.base.value;

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "common/event_fd.h"
+#include "common/memory/guest_memory.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
-#include "vmm/guest_memory.h"
 
 namespace kindling::vmm {
 
@@ -87,7 +87,7 @@ class Vm {
   // KVM_CREATE_PIT2: in-kernel i8254 PIT (and the speaker port 0x61).
   Result<void, KvmErr> create_pit2() const;
   // One memory slot per region of `mem` (KVM_SET_USER_MEMORY_REGION).
-  Result<void, KvmErr> map_memory(const GuestMemory& mem);
+  Result<void, KvmErr> map_memory(const memory::GuestMemory& mem);
 
   // Makes a guest write of `len` bytes at `addr` (equal to `datamatch` when given) signal `fd`
   // inside the kernel instead of exiting to user space (KVM_IOEVENTFD).

@@ -16,9 +16,9 @@
 #include "devices/exit_port.h"
 #include "devices/i8042.h"
 #include "devices/ports.h"
-#include "vmm/boot_loader.h"
+#include "vmm/boot/boot_loader.h"
 #include "vmm/cpuid.h"
-#include "vmm/pvm_cmdline.h"
+#include "vmm/pvm/pvm_cmdline.h"
 
 namespace kindling::vmm {
 namespace {
@@ -66,12 +66,12 @@ std::string compose_cmdline(const std::optional<std::string>& configured,
   std::string out = configured.value_or(kDefaultCmdline);
   // Before a `--`: what follows it is init's, and the kernel would not see root= there.
   for (const std::string& f : fragments) out = add_kernel_param(std::move(out), f);
-  // PVM hosts: the switches of vmm/pvm_cmdline.h (noxsave, clearcpuid=...).
+  // PVM hosts: the switches of vmm/pvm/pvm_cmdline.h (noxsave, clearcpuid=...).
   return pvm_host ? append_pvm_switches(std::move(out)) : out;
 }
 
 Machine::Machine(const VmConfig& config, const MachineOptions& opts, Kvm kvm, Vm vm,
-                 GuestMemory mem, EventFd stop_wakeup, EventFd serial_irq)
+                 memory::GuestMemory mem, EventFd stop_wakeup, EventFd serial_irq)
     : config_(config),
       opts_(opts),
       stop_(std::move(stop_wakeup)),
@@ -91,7 +91,7 @@ Result<std::unique_ptr<Machine>, MachineErr> Machine::create(const VmConfig& con
   if (!kvm) return Unexpected{from_kvm(kvm.error())};
   auto vm = Vm::create(*kvm);
   if (!vm) return Unexpected{from_kvm(vm.error())};
-  auto mem = GuestMemory::create_ram(config.mem_bytes);
+  auto mem = memory::GuestMemory::create_ram(config.mem_bytes);
   if (!mem) {
     return machine_fail(MachineError::kMemory, "guest memory: " + mem.error().message());
   }

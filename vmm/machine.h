@@ -17,14 +17,14 @@
 
 #include "common/bus_device.h"
 #include "common/event_fd.h"
+#include "common/memory/guest_memory.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "devices/console_input.h"
 #include "devices/serial.h"
 #include "vmm/bus.h"
-#include "vmm/config.h"
+#include "vmm/config/config.h"
 #include "vmm/exit_loop.h"
-#include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
 #include "vmm/stop.h"
 #include "vmm/vcpu.h"
@@ -49,7 +49,7 @@ int exit_code_for(const MachineErr& e);
 
 // Host facts the builder adapts to.
 struct MachineOptions {
-  bool pvm_host = false;     // append vmm/pvm_cmdline.h's switches and hide XSAVE in CPUID
+  bool pvm_host = false;     // append vmm/pvm/pvm_cmdline.h's switches and hide XSAVE in CPUID
   int console_input_fd = 0;  // host fd feeding the UART (stdin); < 0 for none
 };
 
@@ -57,7 +57,7 @@ struct MachineOptions {
 inline constexpr const char* kDefaultCmdline =
     "console=ttyS0 reboot=k panic=-1 acpi=off pci=off quiet";
 // Pure: the command line the guest gets: the configured one (or the default), then each
-// device fragment, then on PVM hosts append_pvm_switches() (vmm/pvm_cmdline.h).
+// device fragment, then on PVM hosts append_pvm_switches() (vmm/pvm/pvm_cmdline.h).
 std::string compose_cmdline(const std::optional<std::string>& configured,
                             const std::vector<std::string>& fragments, bool pvm_host);
 
@@ -96,11 +96,11 @@ class Machine {
 
   // For device wiring (ioeventfd/irqfd registration) before run().
   const Vm& vm() const { return vm_; }
-  const GuestMemory& memory() const { return mem_; }
+  const memory::GuestMemory& memory() const { return mem_; }
 
  private:
-  Machine(const VmConfig& config, const MachineOptions& opts, Kvm kvm, Vm vm, GuestMemory mem,
-          EventFd stop_wakeup, EventFd serial_irq);
+  Machine(const VmConfig& config, const MachineOptions& opts, Kvm kvm, Vm vm,
+          memory::GuestMemory mem, EventFd stop_wakeup, EventFd serial_irq);
   Result<void, MachineErr> setup_kvm();
   Result<void, MachineErr> setup_devices();
   Result<void, MachineErr> setup_vcpus(const struct BootEntry& entry);
@@ -112,7 +112,7 @@ class Machine {
   MachineOptions opts_;
   StopControl stop_;
   Kvm kvm_;
-  GuestMemory mem_;
+  memory::GuestMemory mem_;
   Vm vm_;  // after mem_: the VM goes first, while its memory slots are still mapped
   Bus pio_{"pio"};
   Bus mmio_{"mmio"};

@@ -9,11 +9,11 @@
 #include <string_view>
 
 #include "common/log.h"
-#include "vmm/cli.h"
+#include "vmm/config/cli.h"
 #include "vmm/disks.h"
 #include "vmm/kvm.h"
 #include "vmm/machine.h"
-#include "vmm/pvm_cmdline.h"
+#include "vmm/pvm/pvm_cmdline.h"
 #include "vmm/stop.h"
 
 namespace {
@@ -29,7 +29,7 @@ int error_line(const std::string& what, int code = kExitUsage) {
 }
 
 // Names the switches Machine appends to the kernel command line on a PVM host: the table in
-// vmm/pvm_cmdline.cc, less those the configured (or default) command line already sets.
+// vmm/pvm/pvm_cmdline.cc, less those the configured (or default) command line already sets.
 void log_pvm_switches(const vmm::VmConfig& config) {
   const std::string cmdline = vmm::compose_cmdline(config.cmdline, {}, false);
   std::string added;

@@ -9,9 +9,9 @@
 
 #include "common/result.h"
 #include "common/unique_fd.h"
-#include "vmm/boot_loader.h"
-#include "vmm/emulation_assist.h"
+#include "vmm/boot/boot_loader.h"
 #include "vmm/kvm.h"
+#include "vmm/pvm/emulation_assist.h"
 
 namespace kindling::vmm {
 

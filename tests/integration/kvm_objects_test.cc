@@ -54,7 +54,7 @@ TEST_F(KvmObjectsTest, VmPlumbingAndVcpuSetup) {
   ASSERT_TRUE(vm->set_identity_map_addr(0xfffbc000));
   ASSERT_TRUE(vm->create_irqchip());
   ASSERT_TRUE(vm->create_pit2());
-  auto mem = GuestMemory::create_ram(64ULL << 20);
+  auto mem = memory::GuestMemory::create_ram(64ULL << 20);
   ASSERT_TRUE(mem);
   ASSERT_TRUE(vm->map_memory(*mem));
 

@@ -20,8 +20,8 @@ uint64_t align_up(uint64_t v, uint64_t a) {
   return (v + a - 1) & ~(a - 1);
 }
 
-vmm::GuestMemory make_memory(uint64_t bytes) {
-  auto m = vmm::GuestMemory::create({{0, align_up(bytes, 2 << 20)}});
+memory::GuestMemory make_memory(uint64_t bytes) {
+  auto m = memory::GuestMemory::create({{0, align_up(bytes, 2 << 20)}});
   if (!m) {
     fprintf(stderr, "blk driver: %s\n", m.error().message().c_str());
     std::abort();
@@ -47,8 +47,8 @@ BlkDriver::BlkDriver(const Options& options)
   hdr_base_ = align_up(indirect_base_ + 16ULL * (kMaxSegments + 2) * opts_.queue_size, 4096);
   data_base_ = align_up(hdr_base_ + 17ULL * opts_.queue_size, 4096);
   mock_ = std::make_unique<MockQueue>(
-      mem_, QueueLayout::contiguous(vmm::GuestAddress(ring_base_), opts_.queue_size));
-  mock_->set_indirect_pool(vmm::GuestAddress(indirect_base_), kMaxSegments + 2);
+      mem_, QueueLayout::contiguous(memory::GuestAddress(ring_base_), opts_.queue_size));
+  mock_->set_indirect_pool(memory::GuestAddress(indirect_base_), kMaxSegments + 2);
   chain_.reserve(kMaxSegments + 2);
 }
 
@@ -77,20 +77,20 @@ void BlkDriver::reset() {
   dev_ = nullptr;
 }
 
-vmm::GuestAddress BlkDriver::data_addr(uint16_t tag) const {
-  return vmm::GuestAddress(data_base_ + uint64_t{opts_.max_data} * tag);
+memory::GuestAddress BlkDriver::data_addr(uint16_t tag) const {
+  return memory::GuestAddress(data_base_ + uint64_t{opts_.max_data} * tag);
 }
 
 std::span<uint8_t> BlkDriver::data(uint16_t tag) const {
   return *mem_.slice(data_addr(tag), opts_.max_data);
 }
 
-vmm::GuestAddress BlkDriver::header_addr(uint16_t tag) const {
-  return vmm::GuestAddress(hdr_base_ + 16ULL * tag);
+memory::GuestAddress BlkDriver::header_addr(uint16_t tag) const {
+  return memory::GuestAddress(hdr_base_ + 16ULL * tag);
 }
 
-vmm::GuestAddress BlkDriver::status_addr(uint16_t tag) const {
-  return vmm::GuestAddress(hdr_base_ + 16ULL * opts_.queue_size + tag);
+memory::GuestAddress BlkDriver::status_addr(uint16_t tag) const {
+  return memory::GuestAddress(hdr_base_ + 16ULL * opts_.queue_size + tag);
 }
 
 bool BlkDriver::add(uint16_t tag, uint32_t type, uint64_t sector, uint32_t len, unsigned segments,

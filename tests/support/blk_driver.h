@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "common/event_fd.h"
+#include "common/memory/guest_memory.h"
 #include "tests/support/mock_queue.h"
 #include "virtio/blk_device.h"
 #include "virtio/queue.h"
-#include "vmm/guest_memory.h"
 
 namespace kindling::test {
 
@@ -66,7 +66,7 @@ class BlkDriver {
   void reset();
 
   // Guest address and host view of tag's data area.
-  vmm::GuestAddress data_addr(uint16_t tag) const;
+  memory::GuestAddress data_addr(uint16_t tag) const;
   std::span<uint8_t> data(uint16_t tag) const;
 
   // Offers request `tag` (type VIRTIO_BLK_T_*, `len` data bytes split into `segments`
@@ -86,10 +86,10 @@ class BlkDriver {
   std::vector<BlkDone> wait_for(size_t n, int timeout_ms = 10000);
 
   // Header area of a tag (for writing raw requests) and the status byte.
-  vmm::GuestAddress header_addr(uint16_t tag) const;
-  vmm::GuestAddress status_addr(uint16_t tag) const;
+  memory::GuestAddress header_addr(uint16_t tag) const;
+  memory::GuestAddress status_addr(uint16_t tag) const;
 
-  const vmm::GuestMemory& mem() const { return mem_; }
+  const memory::GuestMemory& mem() const { return mem_; }
   MockQueue& mock() { return *mock_; }
   virtio::Queue& queue() { return queue_; }
   FakeInterrupt& irq() { return irq_; }
@@ -99,7 +99,7 @@ class BlkDriver {
 
  private:
   Options opts_;
-  vmm::GuestMemory mem_;
+  memory::GuestMemory mem_;
   std::unique_ptr<MockQueue> mock_;
   virtio::Queue queue_;
   EventFd notify_;

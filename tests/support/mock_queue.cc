@@ -18,7 +18,7 @@ namespace {
   std::abort();
 }
 
-uint8_t* host_view(const GuestMemory& mem, GuestAddress a, uint64_t len) {
+uint8_t* host_view(const memory::GuestMemory& mem, memory::GuestAddress a, uint64_t len) {
   auto s = mem.slice(a, len);
   if (!s) die("ring is outside guest RAM", a.value);
   return s->data();
@@ -40,21 +40,21 @@ constexpr uint64_t kPage = 4096;
 
 }  // namespace
 
-QueueLayout QueueLayout::contiguous(GuestAddress base, uint16_t size) {
+QueueLayout QueueLayout::contiguous(memory::GuestAddress base, uint16_t size) {
   QueueLayout l;
   l.size = size;
   l.desc = base;
-  l.avail = GuestAddress(align_up(base.value + 16ULL * size, kPage));
-  l.used = GuestAddress(align_up(l.avail.value + 6 + 2ULL * size, kPage));
+  l.avail = memory::GuestAddress(align_up(base.value + 16ULL * size, kPage));
+  l.used = memory::GuestAddress(align_up(l.avail.value + 6 + 2ULL * size, kPage));
   return l;
 }
 
 uint64_t QueueLayout::contiguous_bytes(uint16_t size) {
-  QueueLayout l = contiguous(GuestAddress(0), size);
+  QueueLayout l = contiguous(memory::GuestAddress(0), size);
   return l.used.value + 6 + 8ULL * size;
 }
 
-MockQueue::MockQueue(const GuestMemory& mem, const QueueLayout& layout)
+MockQueue::MockQueue(const memory::GuestMemory& mem, const QueueLayout& layout)
     : mem_(mem), layout_(layout) {
   uint16_t n = layout.size;
   if (n == 0 || (n & (n - 1)) != 0) die("queue size is not a power of two", n);
@@ -88,7 +88,7 @@ void MockQueue::configure(virtio::Queue& q, bool event_idx, bool indirect) {
   event_idx_ = event_idx;
 }
 
-void MockQueue::set_indirect_pool(GuestAddress base, uint16_t entries_per_chain) {
+void MockQueue::set_indirect_pool(memory::GuestAddress base, uint16_t entries_per_chain) {
   host_view(mem_, base, 16ULL * entries_per_chain * layout_.size);
   indirect_pool_ = base;
   indirect_entries_ = entries_per_chain;
@@ -132,7 +132,7 @@ std::optional<uint16_t> MockQueue::add_chain(std::span<const ChainBuffer> bufs) 
 }
 
 std::optional<uint16_t> MockQueue::add_indirect_chain(std::span<const ChainBuffer> bufs,
-                                                      GuestAddress table) {
+                                                      memory::GuestAddress table) {
   if (bufs.empty()) return std::nullopt;
   auto head = take_descriptors(1);
   if (!head) return std::nullopt;
@@ -151,7 +151,7 @@ std::optional<uint16_t> MockQueue::add_indirect_chain(std::span<const ChainBuffe
   if (bufs.size() > indirect_entries_) return std::nullopt;
   if (free_.empty()) return std::nullopt;
   // The head that take_descriptors(1) will hand out picks the pool slot.
-  GuestAddress table = indirect_pool_ + 16ULL * indirect_entries_ * free_.back();
+  memory::GuestAddress table = indirect_pool_ + 16ULL * indirect_entries_ * free_.back();
   return add_indirect_chain(bufs, table);
 }
 
@@ -180,8 +180,8 @@ void MockQueue::write_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t fla
   std::memcpy(desc_ + 16ULL * i, &d, sizeof(d));
 }
 
-void MockQueue::write_table_desc(GuestAddress table, uint16_t i, uint64_t addr, uint32_t len,
-                                 uint16_t flags, uint16_t next) {
+void MockQueue::write_table_desc(memory::GuestAddress table, uint16_t i, uint64_t addr,
+                                 uint32_t len, uint16_t flags, uint16_t next) {
   vring_desc d;
   d.addr = htole64(addr);
   d.len = htole32(len);

@@ -18,30 +18,30 @@
 #include <span>
 #include <vector>
 
+#include "common/memory/guest_memory.h"
 #include "virtio/queue.h"
-#include "vmm/guest_memory.h"
 
 namespace kindling::test {
 
-using vmm::GuestAddress;
-using vmm::GuestMemory;
+using memory::GuestAddress;
+using memory::GuestMemory;
 
 // Where the three parts of a split ring live.
 struct QueueLayout {
-  uint16_t size = 0;   // a power of two
-  GuestAddress desc;   // 16-byte aligned, 16 * size bytes
-  GuestAddress avail;  // 2-byte aligned, 6 + 2 * size bytes
-  GuestAddress used;   // 4-byte aligned, 6 + 8 * size bytes
+  uint16_t size = 0;           // a power of two
+  memory::GuestAddress desc;   // 16-byte aligned, 16 * size bytes
+  memory::GuestAddress avail;  // 2-byte aligned, 6 + 2 * size bytes
+  memory::GuestAddress used;   // 4-byte aligned, 6 + 8 * size bytes
 
   // The three parts back to back from `base` (4 KiB aligned pieces, like a legacy vring).
-  static QueueLayout contiguous(GuestAddress base, uint16_t size);
+  static QueueLayout contiguous(memory::GuestAddress base, uint16_t size);
   // Bytes from desc to the end of the used ring for a contiguous() layout.
   static uint64_t contiguous_bytes(uint16_t size);
 };
 
 // One buffer of a chain: guest address, length, and whether the device may write it.
 struct ChainBuffer {
-  GuestAddress addr;
+  memory::GuestAddress addr;
   uint32_t len = 0;
   bool writable = false;
 };
@@ -57,7 +57,7 @@ class MockQueue {
  public:
   // Zeroes the rings. `layout` must lie in guest RAM (aborts otherwise; build rings outside RAM
   // by configuring virtio::Queue directly).
-  MockQueue(const GuestMemory& mem, const QueueLayout& layout);
+  MockQueue(const memory::GuestMemory& mem, const QueueLayout& layout);
 
   // Back to the state after construction (rings zeroed, every descriptor free), e.g. after the
   // device was reset.
@@ -74,7 +74,7 @@ class MockQueue {
 
   // Reserves `entries_per_chain` indirect descriptors per head at `base` (16-byte aligned,
   // size * entries_per_chain * 16 bytes of RAM) for add_indirect_chain(bufs).
-  void set_indirect_pool(GuestAddress base, uint16_t entries_per_chain);
+  void set_indirect_pool(memory::GuestAddress base, uint16_t entries_per_chain);
 
   // --- offering buffers ---
   // Writes `bufs` as a NEXT-linked chain from free descriptors and appends its head to the
@@ -83,7 +83,8 @@ class MockQueue {
   std::optional<uint16_t> add_chain(std::span<const ChainBuffer> bufs);
   // Same, through an indirect table written at `table` (bufs.size() * 16 bytes): one ring
   // descriptor with VRING_DESC_F_INDIRECT.
-  std::optional<uint16_t> add_indirect_chain(std::span<const ChainBuffer> bufs, GuestAddress table);
+  std::optional<uint16_t> add_indirect_chain(std::span<const ChainBuffer> bufs,
+                                             memory::GuestAddress table);
   // Same, with the table in the head's slot of the indirect pool (see set_indirect_pool).
   std::optional<uint16_t> add_indirect_chain(std::span<const ChainBuffer> bufs);
   // Makes everything added so far visible: release, then avail.idx.
@@ -98,8 +99,8 @@ class MockQueue {
   // Writes descriptor `i` of the ring's table.
   void write_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next);
   // Writes descriptor `i` of a table at `table` (an indirect table).
-  void write_table_desc(GuestAddress table, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
-                        uint16_t next);
+  void write_table_desc(memory::GuestAddress table, uint16_t i, uint64_t addr, uint32_t len,
+                        uint16_t flags, uint16_t next);
   // Appends `head` to the avail ring at the shadow index (publish() makes it visible).
   void offer(uint16_t head);
   // Publishes an arbitrary avail.idx (release) and makes it the shadow index.
@@ -137,7 +138,7 @@ class MockQueue {
   std::optional<uint16_t> take_descriptors(size_t n);
   void put_head(uint16_t head);
 
-  const GuestMemory& mem_;
+  const memory::GuestMemory& mem_;
   QueueLayout layout_;
   uint8_t* desc_;  // host views of the rings (test-only shortcut; checked at construction)
   uint8_t* avail_;
@@ -149,7 +150,7 @@ class MockQueue {
   std::vector<uint16_t> free_;       // free descriptor stack
   std::vector<uint16_t> next_;       // host copy of each descriptor's next link
   std::vector<uint16_t> chain_len_;  // ring descriptors of the chain at each head (0 = raw)
-  GuestAddress indirect_pool_;
+  memory::GuestAddress indirect_pool_;
   uint16_t indirect_entries_ = 0;
 };
 

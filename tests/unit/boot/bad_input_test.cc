@@ -8,7 +8,7 @@
 #include <random>
 
 #include "boot_test_util.h"
-#include "vmm/boot_loader.h"
+#include "vmm/boot/boot_loader.h"
 
 namespace kindling::vmm {
 namespace {
@@ -135,7 +135,7 @@ class BadKernelTest : public ::testing::TestWithParam<BadKernel> {};
 
 TEST_P(BadKernelTest, IsRejectedWithFileAndReason) {
   const BadKernel& c = GetParam();
-  auto mem = GuestMemory::create_ram(128 * kMiB);
+  auto mem = memory::GuestMemory::create_ram(128 * kMiB);
   ASSERT_TRUE(mem.has_value());
   TempFile f(c.image());
   auto r = load_kernel(*mem, BootSpec{f.path(), std::nullopt, "console=ttyS0", 1});
@@ -152,7 +152,7 @@ INSTANTIATE_TEST_SUITE_P(Images, BadKernelTest, ::testing::ValuesIn(kBadKernels)
 class BadSpecTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto m = GuestMemory::create_ram(32 * kMiB);
+    auto m = memory::GuestMemory::create_ram(32 * kMiB);
     ASSERT_TRUE(m.has_value());
     mem_.emplace(std::move(m).value());
   }
@@ -163,7 +163,7 @@ class BadSpecTest : public ::testing::Test {
     EXPECT_EQ(r.error().code, code) << r.error().message();
     return r.error();
   }
-  std::optional<GuestMemory> mem_;
+  std::optional<memory::GuestMemory> mem_;
   TempFile elf_{test::make_simple_elf()};
 };
 
@@ -187,7 +187,7 @@ TEST_F(BadSpecTest, UnreadableKernel) {
 }
 
 TEST_F(BadSpecTest, KernelFileLargerThanRam) {
-  auto small = GuestMemory::create_ram(4 * kMiB);
+  auto small = memory::GuestMemory::create_ram(4 * kMiB);
   ASSERT_TRUE(small.has_value());
   TempFile big(std::vector<uint8_t>(5 * kMiB, 0));
   auto r = load_kernel(*small, BootSpec{big.path(), std::nullopt, "", 1});
@@ -218,7 +218,7 @@ TEST_F(BadSpecTest, VcpuCounts) {
 }
 
 TEST_F(BadSpecTest, RamTooSmallForTheBootLayout) {
-  auto tiny = GuestMemory::create_ram(1 * kMiB);
+  auto tiny = memory::GuestMemory::create_ram(1 * kMiB);
   ASSERT_TRUE(tiny.has_value());
   auto r = load_kernel(*tiny, BootSpec{elf_.path(), std::nullopt, "", 1});
   ASSERT_FALSE(r.has_value());

@@ -1,5 +1,5 @@
 // boot_params and e820: fields the kernel reads, for bzImage and ELF kernels.
-#include "vmm/boot_params.h"
+#include "vmm/boot/boot_params.h"
 
 #include <asm/e820.h>
 #include <gtest/gtest.h>
@@ -15,14 +15,14 @@ namespace {
 constexpr uint64_t kMiB = 1ULL << 20;
 constexpr uint64_t kGiB = 1ULL << 30;
 
-GuestMemory ram(uint64_t bytes) {
-  auto m = GuestMemory::create_ram(bytes);
+memory::GuestMemory ram(uint64_t bytes) {
+  auto m = memory::GuestMemory::create_ram(bytes);
   EXPECT_TRUE(m.has_value());
   return std::move(m).value();
 }
 
-boot_params read_zero_page(const GuestMemory& mem) {
-  auto bp = mem.read_obj<boot_params>(GuestAddress(layout::kZeroPageAddr));
+boot_params read_zero_page(const memory::GuestMemory& mem) {
+  auto bp = mem.read_obj<boot_params>(memory::GuestAddress(layout::kZeroPageAddr));
   EXPECT_TRUE(bp.has_value());
   return bp.has_value() ? *bp : boot_params{};
 }
@@ -47,24 +47,26 @@ TEST(E820, RamAbove3GiBSkipsTheMmioHole) {
   auto map = build_e820(mem);
   ASSERT_EQ(map.size(), 4u);
   EXPECT_EQ(map[2].addr, kMiB);
-  EXPECT_EQ(map[2].addr + map[2].size, kMmioHoleStart);
-  EXPECT_EQ(map[3].addr, kMmioHoleEnd);
+  EXPECT_EQ(map[2].addr + map[2].size, memory::kMmioHoleStart);
+  EXPECT_EQ(map[3].addr, memory::kMmioHoleEnd);
   EXPECT_EQ(map[3].size, 1 * kGiB);
   EXPECT_EQ(map[3].type, uint32_t{E820_RAM});
   uint64_t ram_total = 0;
   for (const auto& e : map) {
-    EXPECT_FALSE(e.addr < kMmioHoleEnd && e.addr + e.size > kMmioHoleStart) << std::hex << e.addr;
+    EXPECT_FALSE(e.addr < memory::kMmioHoleEnd && e.addr + e.size > memory::kMmioHoleStart)
+        << std::hex << e.addr;
     if (e.type == E820_RAM) ram_total += e.size;
   }
   EXPECT_EQ(ram_total, 4 * kGiB - (kMiB - 0x9FC00));
 }
 
 TEST(E820, RegionReachingIntoTheHoleIsClipped) {
-  auto mem = GuestMemory::create({{0, 16 * kMiB}, {kMmioHoleStart - kMiB, 2 * kMiB}});
+  auto mem =
+      memory::GuestMemory::create({{0, 16 * kMiB}, {memory::kMmioHoleStart - kMiB, 2 * kMiB}});
   ASSERT_TRUE(mem.has_value());
   auto map = build_e820(*mem);
   ASSERT_EQ(map.size(), 4u);
-  EXPECT_EQ(map[3].addr, kMmioHoleStart - kMiB);
+  EXPECT_EQ(map[3].addr, memory::kMmioHoleStart - kMiB);
   EXPECT_EQ(map[3].size, kMiB);
 }
 
@@ -78,7 +80,7 @@ TEST(BootParams, WritesEntriesCountAndPointers) {
   ASSERT_TRUE(write_boot_params(mem, args).has_value());
   auto bp = read_zero_page(mem);
   // e820_entries is the byte at 0x1E8 of the zero page.
-  auto count = mem.read_obj<uint8_t>(GuestAddress(layout::kZeroPageAddr + 0x1E8));
+  auto count = mem.read_obj<uint8_t>(memory::GuestAddress(layout::kZeroPageAddr + 0x1E8));
   ASSERT_TRUE(count.has_value());
   EXPECT_EQ(*count, 3);
   EXPECT_EQ(bp.e820_entries, 3);

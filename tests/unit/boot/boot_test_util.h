@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "tests/support/elf_image.h"
-#include "vmm/bzimage.h"
+#include "vmm/boot/bzimage.h"
 
 namespace kindling::vmm::test {
 

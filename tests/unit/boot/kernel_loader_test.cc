@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "boot_test_util.h"
-#include "vmm/boot_loader.h"
+#include "vmm/boot/boot_loader.h"
 #include "vmm/layout.h"
 
 namespace kindling::vmm {
@@ -21,7 +21,7 @@ class KernelLoaderTest : public ::testing::Test {
  protected:
   void SetUp() override { use_ram(128 * kMiB); }
   void use_ram(uint64_t bytes) {
-    auto m = GuestMemory::create_ram(bytes);
+    auto m = memory::GuestMemory::create_ram(bytes);
     ASSERT_TRUE(m.has_value());
     mem_.emplace(std::move(m).value());
   }
@@ -35,10 +35,10 @@ class KernelLoaderTest : public ::testing::Test {
     spec.vcpus = vcpus;
     return load_kernel(*mem_, spec);
   }
-  boot_params zero_page() { return *mem_->read_obj<boot_params>(GuestAddress(0x7000)); }
+  boot_params zero_page() { return *mem_->read_obj<boot_params>(memory::GuestAddress(0x7000)); }
   std::vector<uint8_t> read(uint64_t addr, size_t len) {
     std::vector<uint8_t> out(len);
-    EXPECT_TRUE(mem_->read(GuestAddress(addr), out).has_value());
+    EXPECT_TRUE(mem_->read(memory::GuestAddress(addr), out).has_value());
     return out;
   }
   std::string cmdline_in_guest() {
@@ -46,7 +46,7 @@ class KernelLoaderTest : public ::testing::Test {
     return std::string(reinterpret_cast<const char*>(bytes.data()));
   }
 
-  std::optional<GuestMemory> mem_;
+  std::optional<memory::GuestMemory> mem_;
 };
 
 TEST_F(KernelLoaderTest, BzImageAtOneMiB) {
@@ -115,7 +115,7 @@ TEST_F(KernelLoaderTest, ElfAtItsPhysicalAddresses) {
   TempFile f(img);
   // Dirty the bss range first: the loader must zero it.
   std::vector<uint8_t> junk(0x5000, 0xAA);
-  ASSERT_TRUE(mem_->write(GuestAddress(0x1200000), junk).has_value());
+  ASSERT_TRUE(mem_->write(memory::GuestAddress(0x1200000), junk).has_value());
   auto e = boot(f.path(), "root=/dev/vda");
   ASSERT_TRUE(e.has_value()) << e.error().message();
   EXPECT_EQ(e->rip, 0x1000040u);
@@ -149,7 +149,7 @@ TEST_F(KernelLoaderTest, ElfWithPhysicalEntry) {
 TEST_F(KernelLoaderTest, EmptyCmdlineIsNulTerminated) {
   TempFile f(test::make_simple_elf());
   std::vector<uint8_t> junk(16, 'x');
-  ASSERT_TRUE(mem_->write(GuestAddress(layout::kCmdlineAddr), junk).has_value());
+  ASSERT_TRUE(mem_->write(memory::GuestAddress(layout::kCmdlineAddr), junk).has_value());
   ASSERT_TRUE(boot(f.path(), "").has_value());
   EXPECT_EQ(cmdline_in_guest(), "");
 }

@@ -1,5 +1,5 @@
 // MP table: checksums, entry counts, ids and interrupt routing for 1 and 4 vCPUs.
-#include "vmm/mptable.h"
+#include "vmm/boot/mptable.h"
 
 #include <gtest/gtest.h>
 
@@ -27,14 +27,14 @@ struct ParsedTable {
 };
 
 // Reads the table back the way a kernel would: floating pointer -> config table -> entries.
-ParsedTable parse(const GuestMemory& mem) {
+ParsedTable parse(const memory::GuestMemory& mem) {
   ParsedTable t;
-  t.fp = *mem.read_obj<MpFloatingPointer>(GuestAddress(layout::kMpTableAddr));
+  t.fp = *mem.read_obj<MpFloatingPointer>(memory::GuestAddress(layout::kMpTableAddr));
   t.fp_bytes.resize(sizeof(t.fp));
-  EXPECT_TRUE(mem.read(GuestAddress(layout::kMpTableAddr), t.fp_bytes).has_value());
-  t.hdr = *mem.read_obj<MpConfigHeader>(GuestAddress(t.fp.physptr));
+  EXPECT_TRUE(mem.read(memory::GuestAddress(layout::kMpTableAddr), t.fp_bytes).has_value());
+  t.hdr = *mem.read_obj<MpConfigHeader>(memory::GuestAddress(t.fp.physptr));
   t.table_bytes.resize(t.hdr.length);
-  EXPECT_TRUE(mem.read(GuestAddress(t.fp.physptr), t.table_bytes).has_value());
+  EXPECT_TRUE(mem.read(memory::GuestAddress(t.fp.physptr), t.table_bytes).has_value());
   size_t off = sizeof(MpConfigHeader);
   for (int i = 0; i < t.hdr.entry_count; ++i) {
     const uint8_t* p = t.table_bytes.data() + off;
@@ -71,7 +71,7 @@ class MpTableTest : public ::testing::TestWithParam<uint32_t> {};
 
 TEST_P(MpTableTest, DescribesEveryCpuAndPin) {
   const uint32_t vcpus = GetParam();
-  auto mem = GuestMemory::create_ram(16 << 20);
+  auto mem = memory::GuestMemory::create_ram(16 << 20);
   ASSERT_TRUE(mem.has_value());
   ASSERT_TRUE(write_mptable(*mem, vcpus).has_value());
   ParsedTable t = parse(*mem);
@@ -129,7 +129,7 @@ TEST_P(MpTableTest, DescribesEveryCpuAndPin) {
 INSTANTIATE_TEST_SUITE_P(Vcpus, MpTableTest, ::testing::Values(1u, 2u, 4u, 64u));
 
 TEST(MpTable, RejectsZeroAndTooManyVcpus) {
-  auto mem = GuestMemory::create_ram(16 << 20);
+  auto mem = memory::GuestMemory::create_ram(16 << 20);
   ASSERT_TRUE(mem.has_value());
   auto zero = write_mptable(*mem, 0);
   ASSERT_FALSE(zero.has_value());

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "vmm/boot_loader.h"
+#include "vmm/boot/boot_loader.h"
 
 namespace kindling::vmm {
 namespace {
@@ -22,7 +22,7 @@ TEST(TestGuest, IsAnElf64KernelLinkedAtOneMiB) {
   EXPECT_EQ(eh.e_type, ET_EXEC);
   EXPECT_EQ(eh.e_entry, 0x100000u);
 
-  auto mem = GuestMemory::create_ram(64 << 20);
+  auto mem = memory::GuestMemory::create_ram(64 << 20);
   ASSERT_TRUE(mem.has_value());
   auto e = load_kernel(*mem, BootSpec{KINDLING_TESTGUEST_ELF, std::nullopt, "test=hello", 2});
   ASSERT_TRUE(e.has_value()) << e.error().message();
@@ -32,7 +32,7 @@ TEST(TestGuest, IsAnElf64KernelLinkedAtOneMiB) {
   std::memcpy(&ph, bytes.data() + eh.e_phoff, sizeof(ph));
   ASSERT_EQ(ph.p_type, PT_LOAD);
   std::vector<uint8_t> loaded(64);
-  ASSERT_TRUE(mem->read(GuestAddress(ph.p_paddr), loaded).has_value());
+  ASSERT_TRUE(mem->read(memory::GuestAddress(ph.p_paddr), loaded).has_value());
   EXPECT_TRUE(std::equal(loaded.begin(), loaded.end(), bytes.begin() + ph.p_offset));
 }
 

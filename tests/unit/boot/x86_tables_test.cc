@@ -1,5 +1,5 @@
 // GDT, IDT and the identity page tables, checked by walking them like the MMU would.
-#include "vmm/x86_tables.h"
+#include "vmm/boot/x86_tables.h"
 
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@ constexpr uint64_t kAddrMask = 0x000FFFFFFFFFF000ULL;
 class X86TablesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto m = GuestMemory::create_ram(64 << 20);
+    auto m = memory::GuestMemory::create_ram(64 << 20);
     ASSERT_TRUE(m.has_value());
     mem_.emplace(std::move(m).value());
     ASSERT_TRUE(write_gdt_idt(*mem_).has_value());
@@ -23,7 +23,7 @@ class X86TablesTest : public ::testing::Test {
   }
 
   uint64_t entry(uint64_t table, uint64_t index) {
-    auto v = mem_->read_obj<uint64_t>(GuestAddress((table & kAddrMask) + index * 8));
+    auto v = mem_->read_obj<uint64_t>(memory::GuestAddress((table & kAddrMask) + index * 8));
     EXPECT_TRUE(v.has_value());
     return v.has_value() ? *v : 0;
   }
@@ -39,7 +39,7 @@ class X86TablesTest : public ::testing::Test {
     return (pde & ~(kHugePageSize - 1) & kAddrMask) | (va & (kHugePageSize - 1));
   }
 
-  std::optional<GuestMemory> mem_;
+  std::optional<memory::GuestMemory> mem_;
 };
 
 TEST_F(X86TablesTest, IdentityMapsTheFirst4GiB) {
@@ -67,7 +67,7 @@ TEST_F(X86TablesTest, TablesAreWhereTheLayoutSays) {
 }
 
 TEST_F(X86TablesTest, GdtAndIdt) {
-  auto gdt = mem_->read_obj<std::array<uint64_t, 4>>(GuestAddress(layout::kGdtAddr));
+  auto gdt = mem_->read_obj<std::array<uint64_t, 4>>(memory::GuestAddress(layout::kGdtAddr));
   ASSERT_TRUE(gdt.has_value());
   EXPECT_EQ((*gdt)[0], 0u);
   EXPECT_EQ((*gdt)[1], 0u);
@@ -80,7 +80,7 @@ TEST_F(X86TablesTest, GdtAndIdt) {
   EXPECT_TRUE(code & (1ULL << 53));
   EXPECT_FALSE(code & (1ULL << 54));
   EXPECT_TRUE(code & (1ULL << 47));
-  auto idt = mem_->read_obj<uint64_t>(GuestAddress(layout::kIdtAddr));
+  auto idt = mem_->read_obj<uint64_t>(memory::GuestAddress(layout::kIdtAddr));
   ASSERT_TRUE(idt.has_value());
   EXPECT_EQ(*idt, 0u);
 }

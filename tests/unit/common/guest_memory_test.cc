@@ -1,11 +1,11 @@
-#include "vmm/guest_memory.h"
+#include "common/memory/guest_memory.h"
 
 #include <gtest/gtest.h>
 
 #include <array>
 #include <limits>
 
-namespace kindling::vmm {
+namespace kindling::memory {
 namespace {
 
 TEST(GuestMemory, RamSplitsAroundMmioHole) {
@@ -65,4 +65,4 @@ TEST(GuestMemory, ReadWriteObjects) {
 }
 
 }  // namespace
-}  // namespace kindling::vmm
+}  // namespace kindling::memory

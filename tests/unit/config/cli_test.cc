@@ -1,4 +1,4 @@
-#include "vmm/cli.h"
+#include "vmm/config/cli.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "vmm/config.h"
+#include "vmm/config/config.h"
 
 #include <gtest/gtest.h>
 

@@ -30,7 +30,7 @@
 namespace kindling::virtio {
 namespace {
 
-using vmm::GuestAddress;
+using memory::GuestAddress;
 
 // Registers, the Linux init sequence and test memory; subclasses pick the device.
 class BlkMmioBase : public testing::Test {

@@ -1,4 +1,4 @@
-#include "vmm/emulation_assist.h"
+#include "vmm/pvm/emulation_assist.h"
 
 #include <asm/processor-flags.h>
 #include <gtest/gtest.h>
@@ -196,9 +196,9 @@ TEST(PopcntApplyTest, CountsAndSetsFlags) {
 class AssistTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto m = GuestMemory::create({{0, 4ULL << 20}});
+    auto m = memory::GuestMemory::create({{0, 4ULL << 20}});
     ASSERT_TRUE(m);
-    mem_ = std::make_unique<GuestMemory>(std::move(*m));
+    mem_ = std::make_unique<memory::GuestMemory>(std::move(*m));
     ASSERT_TRUE(enter_long_mode(*mem_, cpu_));
     cpu_.regs.rip = 0x10000;
     cpu_.regs.rflags = X86_EFLAGS_FIXED;
@@ -206,7 +206,7 @@ class AssistTest : public ::testing::Test {
   AssistOutcome run(const Bytes& exit_bytes) {
     return assist_emulation_failure(cpu_, *mem_, exit_bytes);
   }
-  std::unique_ptr<GuestMemory> mem_;
+  std::unique_ptr<memory::GuestMemory> mem_;
   FakeCpu cpu_;
 };
 
@@ -258,7 +258,7 @@ TEST_F(AssistTest, PopcntRegisterForms) {
 }
 
 TEST_F(AssistTest, PopcntMemoryOperandThroughPageTables) {
-  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x20008), uint64_t{0x7}));
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x20008), uint64_t{0x7}));
   cpu_.regs.rsp = 0x20000;
   ASSERT_TRUE(run({0xf3, 0x48, 0x0f, 0xb8, 0x44, 0x24, 0x08}).handled);  // popcnt rax, [rsp+8]
   EXPECT_EQ(cpu_.regs.rax, 3u);
@@ -266,42 +266,42 @@ TEST_F(AssistTest, PopcntMemoryOperandThroughPageTables) {
 }
 
 TEST_F(AssistTest, Cmpxchg16bExchangesWhenEqual) {
-  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30020), uint64_t{0x1111}));
-  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30028), uint64_t{0x2222}));
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x30020), uint64_t{0x1111}));
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x30028), uint64_t{0x2222}));
   cpu_.regs.r14 = 0x30000;
   cpu_.regs.rax = 0x1111;
   cpu_.regs.rdx = 0x2222;
   cpu_.regs.rbx = 0xaaaa;
   cpu_.regs.rcx = 0xbbbb;
   ASSERT_TRUE(run({0xf0, 0x49, 0x0f, 0xc7, 0x4e, 0x20}).handled);
-  EXPECT_EQ(*mem_->read_obj<uint64_t>(GuestAddress(0x30020)), 0xaaaau);
-  EXPECT_EQ(*mem_->read_obj<uint64_t>(GuestAddress(0x30028)), 0xbbbbu);
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(memory::GuestAddress(0x30020)), 0xaaaau);
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(memory::GuestAddress(0x30028)), 0xbbbbu);
   EXPECT_TRUE(cpu_.regs.rflags & X86_EFLAGS_ZF);
   EXPECT_EQ(cpu_.regs.rip, 0x10006u);
 }
 
 TEST_F(AssistTest, Cmpxchg16bLoadsWhenDifferent) {
-  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30020), uint64_t{0x1111}));
-  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30028), uint64_t{0x2222}));
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x30020), uint64_t{0x1111}));
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x30028), uint64_t{0x2222}));
   cpu_.regs.r14 = 0x30000;
   cpu_.regs.rax = 0x1111;
   cpu_.regs.rdx = 0x9999;
   cpu_.regs.rflags |= X86_EFLAGS_ZF;
   ASSERT_TRUE(run({0xf0, 0x49, 0x0f, 0xc7, 0x4e, 0x20}).handled);
-  EXPECT_EQ(*mem_->read_obj<uint64_t>(GuestAddress(0x30020)), 0x1111u);
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(memory::GuestAddress(0x30020)), 0x1111u);
   EXPECT_EQ(cpu_.regs.rdx, 0x2222u);
   EXPECT_FALSE(cpu_.regs.rflags & X86_EFLAGS_ZF);
 }
 
 TEST_F(AssistTest, Cmpxchg8bUsesEdxEax) {
-  ASSERT_TRUE(mem_->write_obj(GuestAddress(0x30000), uint64_t{0x0000000200000001}));
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x30000), uint64_t{0x0000000200000001}));
   cpu_.regs.rdi = 0x30000;
   cpu_.regs.rax = 1;
   cpu_.regs.rdx = 2;
   cpu_.regs.rbx = 3;
   cpu_.regs.rcx = 4;
   ASSERT_TRUE(run({0x0f, 0xc7, 0x0f}).handled);
-  EXPECT_EQ(*mem_->read_obj<uint64_t>(GuestAddress(0x30000)), 0x0000000400000003u);
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(memory::GuestAddress(0x30000)), 0x0000000400000003u);
 }
 
 TEST_F(AssistTest, MisalignedCmpxchg16bIsReported) {
@@ -313,7 +313,7 @@ TEST_F(AssistTest, MisalignedCmpxchg16bIsReported) {
 
 TEST_F(AssistTest, FetchesFromGuestMemoryWhenTheExitHasNoBytes) {
   const Bytes code = {0x0f, 0x01, 0xca};
-  ASSERT_TRUE(mem_->write(GuestAddress(0x10000), code));
+  ASSERT_TRUE(mem_->write(memory::GuestAddress(0x10000), code));
   const AssistOutcome o = run({});
   ASSERT_TRUE(o.handled) << o.error;
   EXPECT_EQ(o.kind, AssistKind::kClac);

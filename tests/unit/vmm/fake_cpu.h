@@ -11,10 +11,10 @@
 #include <map>
 #include <optional>
 
-#include "vmm/emulation_assist.h"
-#include "vmm/guest_memory.h"
+#include "common/memory/guest_memory.h"
+#include "vmm/boot/x86_tables.h"
+#include "vmm/pvm/emulation_assist.h"
 #include "vmm/x86_arch.h"
-#include "vmm/x86_tables.h"
 
 namespace kindling::vmm {
 
@@ -65,7 +65,7 @@ inline constexpr uint64_t kFakePd = 0x3000;
 
 // Identity-maps [0, 2 MiB) with one large page (PML4[0] -> PDPT[0] -> PD[0]) in `mem` and puts
 // `cpu` in 64-bit mode on those tables (CR0.PE|PG, CR3, CR4.PAE, EFER.LME|LMA, CS.L).
-inline ::testing::AssertionResult enter_long_mode(const GuestMemory& mem, FakeCpu& cpu) {
+inline ::testing::AssertionResult enter_long_mode(const memory::GuestMemory& mem, FakeCpu& cpu) {
   const struct {
     const char* name;
     uint64_t at;
@@ -76,7 +76,7 @@ inline ::testing::AssertionResult enter_long_mode(const GuestMemory& mem, FakeCp
       {"PD[0]", kFakePd, 0 | kPtePresent | kPteWritable | kPteHuge},
   };
   for (const auto& e : entries) {
-    if (!mem.write_obj(GuestAddress(e.at), e.entry)) {
+    if (!mem.write_obj(memory::GuestAddress(e.at), e.entry)) {
       return ::testing::AssertionFailure() << e.name << " at " << e.at << " is outside guest RAM";
     }
   }

@@ -4,7 +4,7 @@
 
 #include "vmm/kvm.h"
 #include "vmm/machine.h"
-#include "vmm/pvm_cmdline.h"
+#include "vmm/pvm/pvm_cmdline.h"
 
 namespace kindling::vmm {
 namespace {

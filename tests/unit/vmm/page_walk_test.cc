@@ -1,4 +1,4 @@
-#include "vmm/page_walk.h"
+#include "vmm/pvm/page_walk.h"
 
 #include <asm/processor-flags.h>
 #include <gtest/gtest.h>
@@ -21,9 +21,9 @@ constexpr uint64_t kEferLmeLma = (1 << 8) | (1 << 10);
 class PageWalkTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto m = GuestMemory::create({{0, 16ULL << 20}, {1ULL << 30, 4ULL << 20}});
+    auto m = memory::GuestMemory::create({{0, 16ULL << 20}, {1ULL << 30, 4ULL << 20}});
     ASSERT_TRUE(m);
-    mem_ = std::make_unique<GuestMemory>(std::move(*m));
+    mem_ = std::make_unique<memory::GuestMemory>(std::move(*m));
     put(kPml4, 0, kPdpt | kP | kRw);
     put(kPml4, 511, kPdptHigh | kP);
     put(kPdpt, 0, kPd | kP);
@@ -39,7 +39,7 @@ class PageWalkTest : public ::testing::Test {
     put(kPml5, 0, kPml4 | kP);
   }
   void put(uint64_t table, uint64_t index, uint64_t entry) {
-    ASSERT_TRUE(mem_->write_obj(GuestAddress(table + index * 8), entry));
+    ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(table + index * 8), entry));
   }
   PagingState long_mode() const {
     return {X86_CR0_PE | X86_CR0_PG, kPml4, X86_CR4_PAE, kEferLmeLma};
@@ -54,7 +54,7 @@ class PageWalkTest : public ::testing::Test {
     EXPECT_FALSE(r);
     return r ? PageWalkError::kNotPresent : r.error().code;
   }
-  std::unique_ptr<GuestMemory> mem_;
+  std::unique_ptr<memory::GuestMemory> mem_;
 };
 
 TEST_F(PageWalkTest, FourKilobytePages) {
@@ -114,8 +114,8 @@ TEST_F(PageWalkTest, LegacyPagingModesAreUnsupported) {
 
 TEST_F(PageWalkTest, ReadAcrossPagesFollowsEachPage) {
   const std::array<uint8_t, 4> a = {1, 2, 3, 4}, b = {5, 6, 7, 8};
-  ASSERT_TRUE(mem_->write(GuestAddress(0x900ffc), a));
-  ASSERT_TRUE(mem_->write(GuestAddress(0x700000), b));
+  ASSERT_TRUE(mem_->write(memory::GuestAddress(0x900ffc), a));
+  ASSERT_TRUE(mem_->write(memory::GuestAddress(0x700000), b));
   std::array<uint8_t, 8> out{};
   ASSERT_TRUE(read_linear(*mem_, long_mode(), 0x402ffc, out));
   EXPECT_EQ(out, (std::array<uint8_t, 8>{1, 2, 3, 4, 5, 6, 7, 8}));

@@ -1,4 +1,4 @@
-#include "vmm/pvm_cmdline.h"
+#include "vmm/pvm/pvm_cmdline.h"
 
 #include <gtest/gtest.h>
 

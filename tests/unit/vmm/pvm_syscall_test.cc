@@ -1,4 +1,4 @@
-#include "vmm/pvm_syscall.h"
+#include "vmm/pvm/pvm_syscall.h"
 
 #include <asm/processor-flags.h>
 #include <gtest/gtest.h>
@@ -139,9 +139,9 @@ class RepairTest : public ::testing::Test {
   static constexpr uint64_t kStackTop = 0xffffffff81180000ULL;
 
   void SetUp() override {
-    auto m = GuestMemory::create({{0, 8ULL << 20}});
+    auto m = memory::GuestMemory::create({{0, 8ULL << 20}});
     ASSERT_TRUE(m);
-    mem_ = std::make_unique<GuestMemory>(std::move(*m));
+    mem_ = std::make_unique<memory::GuestMemory>(std::move(*m));
     ASSERT_TRUE(enter_long_mode(*mem_, cpu_));  // PML4[0] -> PDPT[0] -> PD[0]: 2 MiB at 0
     put(kFakePml4 + 511 * 8, 0x4000 | 3);       // PML4[511]
     put(0x4000 + 510 * 8, 0x5000 | 3);          // PDPT[510]
@@ -159,9 +159,9 @@ class RepairTest : public ::testing::Test {
     cpu_.regs.r11 = 0x246;
     cpu_.regs.rflags = X86_EFLAGS_FIXED;
   }
-  void put(uint64_t pa, uint64_t v) { ASSERT_TRUE(mem_->write_obj(GuestAddress(pa), v)); }
+  void put(uint64_t pa, uint64_t v) { ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(pa), v)); }
   void write_kernel(uint64_t va, const Bytes& b) {
-    ASSERT_TRUE(mem_->write(GuestAddress(va - 0xffffffff81000000ULL + 0x200000), b));
+    ASSERT_TRUE(mem_->write(memory::GuestAddress(va - 0xffffffff81000000ULL + 0x200000), b));
   }
   void push_frame(const ExceptionFrame& f) { write_kernel(cpu_.regs.rsp, frame_bytes(f)); }
   SyscallRepairOutcome repair() { return repair_lost_syscall(cpu_, *mem_, cpu_.regs, cpu_.sregs); }
@@ -169,7 +169,7 @@ class RepairTest : public ::testing::Test {
     return {cpu_.sregs.cr0, cpu_.sregs.cr3, cpu_.sregs.cr4, cpu_.sregs.efer};
   }
 
-  std::unique_ptr<GuestMemory> mem_;
+  std::unique_ptr<memory::GuestMemory> mem_;
   FakeCpu cpu_;
 };
 

@@ -30,7 +30,7 @@ std::string append_pvm_switches(std::string cmdline);
 
 // Pure: one line for each parameter in `cmdline` that breaks a guest on a PVM host: `nosmap`
 // and a `clearcpuid=` naming SMAP (308 or "smap") turn off the `clac` at the guest's page-fault
-// entry, which the user-mode SYSCALL repair (vmm/pvm_syscall.h) hooks, so user space dies at
+// entry, which the user-mode SYSCALL repair (vmm/pvm/pvm_syscall.h) hooks, so user space dies at
 // its first system call. Empty when nothing conflicts.
 std::vector<std::string> pvm_cmdline_conflicts(std::string_view cmdline);
 

@@ -6,7 +6,7 @@
 #include <span>
 #include <string>
 
-#include "vmm/kernel_image.h"
+#include "vmm/boot/kernel_image.h"
 
 namespace kindling::vmm {
 
@@ -16,7 +16,7 @@ bool looks_like_elf(std::span<const uint8_t> image);
 // Validates an ELF64 x86-64 executable and copies its loadable segments into guest RAM
 // (zero-filling p_memsz beyond p_filesz). The returned setup header is the one the boot loader
 // makes for ELF kernels. `path` only names the file in errors.
-Result<LoadedKernel, BootErr> load_elf(const GuestMemory& mem, std::span<const uint8_t> image,
-                                       const std::string& path);
+Result<LoadedKernel, BootErr> load_elf(const memory::GuestMemory& mem,
+                                       std::span<const uint8_t> image, const std::string& path);
 
 }  // namespace kindling::vmm

@@ -22,9 +22,9 @@
 #include <span>
 #include <string>
 
-#include "vmm/emulation_assist.h"
-#include "vmm/guest_memory.h"
-#include "vmm/page_walk.h"
+#include "common/memory/guest_memory.h"
+#include "vmm/pvm/emulation_assist.h"
+#include "vmm/pvm/page_walk.h"
 #include "vmm/x86_arch.h"
 
 namespace kindling::vmm {
@@ -57,8 +57,8 @@ std::optional<IdtGate> decode_idt_gate(std::span<const uint8_t> bytes);
 // GUEST: the handler address of `vector` in the IDT at linear `base` (IDTR.limit `limit`),
 // read through the guest page tables; nullopt when the gate lies beyond the limit, cannot be
 // read, is not present, or is not an interrupt/trap gate.
-std::optional<uint64_t> idt_handler(const GuestMemory& mem, const PagingState& ps, uint64_t base,
-                                    uint16_t limit, uint8_t vector);
+std::optional<uint64_t> idt_handler(const memory::GuestMemory& mem, const PagingState& ps,
+                                    uint64_t base, uint16_t limit, uint8_t vector);
 
 // What the CPU pushed for an exception with an error code (64-bit mode, SDM vol. 3A 6.14.2),
 // from the handler's RSP upwards.
@@ -103,7 +103,7 @@ struct SyscallRepairOutcome {
 // ring 0), checks the frame at RSP and, for a lost user SYSCALL, rewrites the vCPU state.
 // Anything else (another RIP, a kernel-mode fault, an unreadable IDT or stack) is left alone
 // with repaired = false and no error.
-SyscallRepairOutcome repair_lost_syscall(AssistCpu& cpu, const GuestMemory& mem,
+SyscallRepairOutcome repair_lost_syscall(AssistCpu& cpu, const memory::GuestMemory& mem,
                                          const kvm_regs& regs, const kvm_sregs& sregs);
 
 }  // namespace kindling::vmm

@@ -1,4 +1,4 @@
-#include "vmm/config_json.h"
+#include "vmm/config/config_json.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

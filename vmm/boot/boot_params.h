@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vmm/kernel_image.h"
+#include "vmm/boot/kernel_image.h"
 
 namespace kindling::vmm {
 
@@ -33,7 +33,7 @@ uint64_t initrd_limit(const setup_header& hdr);
 
 // The e820 map of `mem`: RAM [0, 0x9FC00), reserved [0x9FC00, 1 MiB), the rest of every region
 // as RAM; nothing in the MMIO hole. At most E820_MAX_ENTRIES_ZEROPAGE entries.
-std::vector<boot_e820_entry> build_e820(const GuestMemory& mem);
+std::vector<boot_e820_entry> build_e820(const memory::GuestMemory& mem);
 
 // What the zero page points at besides the kernel.
 struct BootParamsArgs {
@@ -44,6 +44,6 @@ struct BootParamsArgs {
 };
 
 // Builds the zero page and writes it at layout::kZeroPageAddr.
-Result<void, BootErr> write_boot_params(const GuestMemory& mem, const BootParamsArgs& args);
+Result<void, BootErr> write_boot_params(const memory::GuestMemory& mem, const BootParamsArgs& args);
 
 }  // namespace kindling::vmm

@@ -7,8 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "common/memory/guest_memory.h"
 #include "common/result.h"
-#include "vmm/guest_memory.h"
 
 namespace kindling::vmm {
 
@@ -54,6 +54,6 @@ struct BootEntry {
 
 // Loads kernel (+initrd, cmdline), writes boot_params with e820, the MP table for spec.vcpus,
 // GDT, IDT, page tables. Every bad input is a BootErr naming the file and the reason.
-Result<BootEntry, BootErr> load_kernel(const GuestMemory& mem, const BootSpec& spec);
+Result<BootEntry, BootErr> load_kernel(const memory::GuestMemory& mem, const BootSpec& spec);
 
 }  // namespace kindling::vmm

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <span>
 
+#include "common/memory/guest_memory.h"
 #include "common/result.h"
-#include "vmm/guest_memory.h"
 
 namespace kindling::vmm {
 
@@ -34,11 +34,11 @@ struct PagingState {
 // GUEST: translates `linear` with the guest's page tables: identity when CR0.PG is clear,
 // 4-level (or 5-level with CR4.LA57) long-mode paging with 4 KiB, 2 MiB and 1 GiB pages.
 // Access rights are not checked: the VMM reads on the guest kernel's behalf.
-Result<GuestAddress, PageWalkErr> translate_linear(const GuestMemory& mem, const PagingState& ps,
-                                                   uint64_t linear);
+Result<memory::GuestAddress, PageWalkErr> translate_linear(const memory::GuestMemory& mem,
+                                                           const PagingState& ps, uint64_t linear);
 
 // GUEST: reads `out.size()` bytes at `linear`, page by page; all-or-nothing.
-Result<void, PageWalkErr> read_linear(const GuestMemory& mem, const PagingState& ps,
+Result<void, PageWalkErr> read_linear(const memory::GuestMemory& mem, const PagingState& ps,
                                       uint64_t linear, std::span<uint8_t> out);
 
 }  // namespace kindling::vmm

@@ -14,7 +14,7 @@
 
 #include "common/result.h"
 
-namespace kindling::vmm {
+namespace kindling::memory {
 
 // A guest physical address (a distinct type so it is never mixed up with host pointers).
 struct GuestAddress {
@@ -93,4 +93,4 @@ class GuestMemory {
   std::vector<MemoryRegion> regions_;
 };
 
-}  // namespace kindling::vmm
+}  // namespace kindling::memory

@@ -1,4 +1,4 @@
-#include "vmm/emulation_assist.h"
+#include "vmm/pvm/emulation_assist.h"
 
 #include <asm/processor-flags.h>
 
@@ -10,9 +10,9 @@
 #include <optional>
 
 #include "common/hex.h"
-#include "vmm/le_bytes.h"
-#include "vmm/page_walk.h"
-#include "vmm/pvm_syscall.h"
+#include "vmm/boot/le_bytes.h"
+#include "vmm/pvm/page_walk.h"
+#include "vmm/pvm/pvm_syscall.h"
 #include "vmm/x86_arch.h"
 
 namespace kindling::vmm {
@@ -41,7 +41,7 @@ constexpr std::array<AssistCase, kAssistKindCount> kCases{{
      "frame CS RPL 3 and RIP == LSTAR: drop the frame, CS/SS from STAR, RIP = LSTAR, RSP = "
      "frame RSP, RFLAGS = frame RFLAGS & ~FMASK | 2",
      "PVM leaves a user `syscall` in ring 3 at LSTAR, whose fetch faults; this is the state "
-     "SYSCALL itself produces (RCX and R11 are already set). See vmm/pvm_syscall.h"},
+     "SYSCALL itself produces (RCX and R11 are already set). See vmm/pvm/pvm_syscall.h"},
     {AssistKind::kUnknown, "anything else", "stop the VM, report RIP and the bytes",
      "guessing would corrupt the guest silently"},
 }};
@@ -273,7 +273,7 @@ AssistOutcome failed(AssistKind kind, std::string error) {
 
 // Reads up to 15 instruction bytes at CS:RIP; a fetch that crosses into an unmapped page keeps
 // what the first page holds.
-size_t fetch_bytes(const GuestMemory& mem, const kvm_regs& regs, const kvm_sregs& sregs,
+size_t fetch_bytes(const memory::GuestMemory& mem, const kvm_regs& regs, const kvm_sregs& sregs,
                    CodeMode mode, std::array<uint8_t, kMaxInsnLength>& out) {
   const PagingState ps{sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer};
   uint64_t linear = regs.rip + (mode == CodeMode::k64 ? 0 : sregs.cs.base);
@@ -307,8 +307,8 @@ bool locked_cmpxchg(uint8_t* p, uint8_t size, uint64_t& lo, uint64_t& hi, uint64
 
 // GUEST: cmpxchg8b/16b on a guest-chosen address, found through the checked page walk; the
 // operand must be naturally aligned (cmpxchg16b faults otherwise: not emulated, reported).
-std::optional<std::string> do_cmpxchg(const GuestMemory& mem, const kvm_sregs& sregs, kvm_regs& r,
-                                      const DecodedInsn& d, CodeMode mode) {
+std::optional<std::string> do_cmpxchg(const memory::GuestMemory& mem, const kvm_sregs& sregs,
+                                      kvm_regs& r, const DecodedInsn& d, CodeMode mode) {
   const PagingState ps{sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer};
   const uint64_t linear = linear_address(r, sregs, d, mode);
   if (linear % d.op_size != 0) return std::string("misaligned operand");
@@ -398,7 +398,7 @@ std::span<const uint8_t> emulation_failure_bytes(const kvm_run& run) {
   return std::span<const uint8_t>(ef.insn_bytes, std::min<size_t>(ef.insn_size, kMaxInsnLength));
 }
 
-AssistOutcome assist_emulation_failure(AssistCpu& cpu, const GuestMemory& mem,
+AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory& mem,
                                        std::span<const uint8_t> exit_bytes) {
   auto regs = cpu.get_regs();
   if (!regs) return failed(AssistKind::kUnknown, "emulation failure: " + regs.error().message());

@@ -1,11 +1,11 @@
-#include "vmm/cli.h"
+#include "vmm/config/cli.h"
 
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <string>
 #include <vector>
 
-#include "vmm/config_json.h"
+#include "vmm/config/config_json.h"
 
 #ifndef KINDLING_VERSION
 #define KINDLING_VERSION "0.1.0"

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "vmm/kernel_image.h"
+#include "vmm/boot/kernel_image.h"
 
 namespace kindling::vmm {
 
@@ -17,13 +17,13 @@ inline constexpr uint64_t kPteHuge = 1ULL << 7;
 inline constexpr uint64_t kHugePageSize = 2ULL << 20;
 
 // Writes the GDT at layout::kGdtAddr and zeroes the IDT slot at layout::kIdtAddr.
-Result<void, BootErr> write_gdt_idt(const GuestMemory& mem);
+Result<void, BootErr> write_gdt_idt(const memory::GuestMemory& mem);
 // GDT limit (bytes - 1) of the table write_gdt_idt writes.
 inline constexpr uint16_t kGdtLimit = 4 * 8 - 1;
 // IDT limit: the boot IDT is empty.
 inline constexpr uint16_t kIdtLimit = 0;
 
 // Writes PML4, PDPT and PDs; CR3 = layout::kPml4Addr.
-Result<void, BootErr> write_page_tables(const GuestMemory& mem);
+Result<void, BootErr> write_page_tables(const memory::GuestMemory& mem);
 
 }  // namespace kindling::vmm

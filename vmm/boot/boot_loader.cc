@@ -1,4 +1,4 @@
-#include "vmm/boot_loader.h"
+#include "vmm/boot/boot_loader.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,12 +7,12 @@
 #include <vector>
 
 #include "common/unique_fd.h"
-#include "vmm/boot_params.h"
-#include "vmm/bzimage.h"
-#include "vmm/elf_loader.h"
+#include "vmm/boot/boot_params.h"
+#include "vmm/boot/bzimage.h"
+#include "vmm/boot/elf_loader.h"
+#include "vmm/boot/mptable.h"
+#include "vmm/boot/x86_tables.h"
 #include "vmm/layout.h"
-#include "vmm/mptable.h"
-#include "vmm/x86_tables.h"
 
 namespace kindling::vmm {
 
@@ -63,7 +63,7 @@ Result<OpenFile, BootErr> open_file(const std::string& path, const std::string& 
 }
 
 // A kernel or initrd larger than guest RAM can never load: say so before reading it.
-Result<void, BootErr> fits_in_ram(const OpenFile& f, const GuestMemory& mem,
+Result<void, BootErr> fits_in_ram(const OpenFile& f, const memory::GuestMemory& mem,
                                   const std::string& who) {
   if (f.size <= mem.total_size()) return {};
   return fail(BootError::kTooLarge, 0,
@@ -85,8 +85,8 @@ Result<void, BootErr> read_all(const OpenFile& f, std::span<uint8_t> out, const 
 }
 
 // Reads the kernel file into host memory, refusing files larger than guest RAM.
-Result<std::vector<uint8_t>, BootErr> read_kernel(const GuestMemory& mem, const std::string& path,
-                                                  const std::string& who) {
+Result<std::vector<uint8_t>, BootErr> read_kernel(const memory::GuestMemory& mem,
+                                                  const std::string& path, const std::string& who) {
   auto f = open_file(path, who);
   if (!f) return f.take_error();
   if (auto r = fits_in_ram(*f, mem, who); !r) return r.take_error();
@@ -95,7 +95,7 @@ Result<std::vector<uint8_t>, BootErr> read_kernel(const GuestMemory& mem, const 
   return bytes;
 }
 
-Result<LoadedKernel, BootErr> load_image(const GuestMemory& mem, const std::string& path) {
+Result<LoadedKernel, BootErr> load_image(const memory::GuestMemory& mem, const std::string& path) {
   const std::string who = "kernel " + path;
   auto bytes = read_kernel(mem, path, who);
   if (!bytes) return bytes.take_error();
@@ -106,7 +106,7 @@ Result<LoadedKernel, BootErr> load_image(const GuestMemory& mem, const std::stri
                   " bytes)");
 }
 
-Result<void, BootErr> write_cmdline(const GuestMemory& mem, const std::string& cmdline,
+Result<void, BootErr> write_cmdline(const memory::GuestMemory& mem, const std::string& cmdline,
                                     const setup_header& hdr) {
   uint32_t max = max_cmdline_len(hdr);
   if (cmdline.size() > max) {
@@ -117,7 +117,7 @@ Result<void, BootErr> write_cmdline(const GuestMemory& mem, const std::string& c
   // c_str() includes the terminating NUL.
   std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(cmdline.c_str()),
                                  cmdline.size() + 1);
-  if (auto r = mem.write(GuestAddress(layout::kCmdlineAddr), bytes); !r) {
+  if (auto r = mem.write(memory::GuestAddress(layout::kCmdlineAddr), bytes); !r) {
     return memory_error(r.error(), "command line");
   }
   return {};
@@ -125,7 +125,7 @@ Result<void, BootErr> write_cmdline(const GuestMemory& mem, const std::string& c
 
 // Loads the initrd page-aligned at the top of low RAM, below initrd_addr_max and above the
 // kernel; records where in args.initrd_addr/initrd_size.
-Result<void, BootErr> load_initrd(const GuestMemory& mem, const std::string& path,
+Result<void, BootErr> load_initrd(const memory::GuestMemory& mem, const std::string& path,
                                   const LoadedKernel& kernel, BootParamsArgs& args) {
   const std::string who = "initrd " + path;
   auto f = open_file(path, who);
@@ -139,7 +139,7 @@ Result<void, BootErr> load_initrd(const GuestMemory& mem, const std::string& pat
                 who + ": " + std::to_string(f->size) + " bytes do not fit between the kernel end " +
                     hex(kernel.end) + " and " + hex(limit));
   }
-  auto dst = mem.slice(GuestAddress(addr), f->size);
+  auto dst = mem.slice(memory::GuestAddress(addr), f->size);
   if (!dst) return memory_error(dst.error(), who);
   if (auto r = read_all(*f, *dst, who); !r) return r.take_error();
   args.initrd_addr = addr;
@@ -149,7 +149,7 @@ Result<void, BootErr> load_initrd(const GuestMemory& mem, const std::string& pat
 
 }  // namespace
 
-Result<BootEntry, BootErr> load_kernel(const GuestMemory& mem, const BootSpec& spec) {
+Result<BootEntry, BootErr> load_kernel(const memory::GuestMemory& mem, const BootSpec& spec) {
   if (spec.vcpus == 0 || spec.vcpus > layout::kMaxVcpus) {
     return fail(BootError::kBadSpec, 0,
                 std::to_string(spec.vcpus) + " vCPUs (must be 1.." +

@@ -1,10 +1,10 @@
-#include "vmm/boot_params.h"
+#include "vmm/boot/boot_params.h"
 
 #include <asm/e820.h>
 
 #include <algorithm>
 
-#include "vmm/bzimage.h"
+#include "vmm/boot/bzimage.h"
 #include "vmm/layout.h"
 
 namespace kindling::vmm {
@@ -45,17 +45,17 @@ uint64_t initrd_limit(const setup_header& hdr) {
   return uint64_t{max} + 1;
 }
 
-std::vector<boot_e820_entry> build_e820(const GuestMemory& mem) {
+std::vector<boot_e820_entry> build_e820(const memory::GuestMemory& mem) {
   std::vector<boot_e820_entry> map;
   for (const auto& r : mem.regions()) {
     uint64_t start = r.base.value;
     uint64_t end = start + r.size;
     // Nothing of the MMIO hole is announced, even if a region (in a test) reaches into it.
-    if (start < kMmioHoleEnd && end > kMmioHoleStart) {
-      if (start < kMmioHoleStart) {
-        end = kMmioHoleStart;
+    if (start < memory::kMmioHoleEnd && end > memory::kMmioHoleStart) {
+      if (start < memory::kMmioHoleStart) {
+        end = memory::kMmioHoleStart;
       } else {
-        start = std::min(end, kMmioHoleEnd);
+        start = std::min(end, memory::kMmioHoleEnd);
       }
     }
     if (start == 0) {
@@ -70,7 +70,8 @@ std::vector<boot_e820_entry> build_e820(const GuestMemory& mem) {
   return map;
 }
 
-Result<void, BootErr> write_boot_params(const GuestMemory& mem, const BootParamsArgs& args) {
+Result<void, BootErr> write_boot_params(const memory::GuestMemory& mem,
+                                        const BootParamsArgs& args) {
   boot_params bp{};
   bp.hdr = args.hdr;
   bp.hdr.type_of_loader = kLoaderTypeUndefined;
@@ -89,7 +90,7 @@ Result<void, BootErr> write_boot_params(const GuestMemory& mem, const BootParams
   std::copy(map.begin(), map.end(), bp.e820_table);
   bp.e820_entries = static_cast<uint8_t>(map.size());
 
-  if (auto r = mem.write_obj(GuestAddress(layout::kZeroPageAddr), bp); !r) {
+  if (auto r = mem.write_obj(memory::GuestAddress(layout::kZeroPageAddr), bp); !r) {
     return memory_error(r.error(), "boot_params");
   }
   return {};

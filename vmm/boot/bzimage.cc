@@ -1,9 +1,9 @@
-#include "vmm/bzimage.h"
+#include "vmm/boot/bzimage.h"
 
 #include <cstring>
 
+#include "vmm/boot/le_bytes.h"
 #include "vmm/layout.h"
-#include "vmm/le_bytes.h"
 
 namespace kindling::vmm {
 
@@ -36,7 +36,8 @@ bool looks_like_bzimage(std::span<const uint8_t> image) {
   return image.size() >= 0x206 && le32(image, 0x202) == kHdrsMagic;
 }
 
-Result<LoadedKernel, BootErr> load_bzimage(const GuestMemory& mem, std::span<const uint8_t> image,
+Result<LoadedKernel, BootErr> load_bzimage(const memory::GuestMemory& mem,
+                                           std::span<const uint8_t> image,
                                            const std::string& path) {
   const std::string who = "kernel " + path;
   if (!looks_like_bzimage(image)) {
@@ -80,7 +81,7 @@ Result<LoadedKernel, BootErr> load_bzimage(const GuestMemory& mem, std::span<con
                 who + ": needs " + std::to_string(need) + " bytes (init_size) at " + hex(load) +
                     " but low guest RAM ends at " + hex(ram_end));
   }
-  if (auto r = mem.write(GuestAddress(load), payload); !r) {
+  if (auto r = mem.write(memory::GuestAddress(load), payload); !r) {
     return memory_error(r.error(), who + ": protected-mode kernel");
   }
   k.entry = load + kBzImage64EntryOffset;

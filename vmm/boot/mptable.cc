@@ -1,4 +1,4 @@
-#include "vmm/mptable.h"
+#include "vmm/boot/mptable.h"
 
 #include <cstring>
 #include <numeric>
@@ -94,7 +94,7 @@ Entries table_entries(uint32_t vcpus) {
 
 }  // namespace
 
-Result<void, BootErr> write_mptable(const GuestMemory& mem, uint32_t vcpus) {
+Result<void, BootErr> write_mptable(const memory::GuestMemory& mem, uint32_t vcpus) {
   if (vcpus == 0 || vcpus > layout::kMaxVcpus) {
     return fail(BootError::kBadSpec, 0, std::to_string(vcpus) + " vCPUs for the MP table");
   }
@@ -123,10 +123,10 @@ Result<void, BootErr> write_mptable(const GuestMemory& mem, uint32_t vcpus) {
   fp.specification = kMpSpecRevision;
   fp.checksum = checksum_of(reinterpret_cast<const uint8_t*>(&fp), sizeof(fp));
 
-  if (auto r = mem.write_obj(GuestAddress(layout::kMpTableAddr), fp); !r) {
+  if (auto r = mem.write_obj(memory::GuestAddress(layout::kMpTableAddr), fp); !r) {
     return memory_error(r.error(), "MP floating pointer");
   }
-  if (auto r = mem.write(GuestAddress(config_addr), table); !r) {
+  if (auto r = mem.write(memory::GuestAddress(config_addr), table); !r) {
     return memory_error(r.error(), "MP configuration table");
   }
   return {};

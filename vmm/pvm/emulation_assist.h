@@ -9,7 +9,7 @@
 // failure() fetches the bytes (from the exit, else through the guest page tables), decodes and
 // applies the action through the small AssistCpu interface, which a test can fake. The one
 // case that needs more than the failing instruction, the user-mode SYSCALL repair of HOST.md
-// (vmm/pvm_syscall.h), runs before the decode step in assist_emulation_failure().
+// (vmm/pvm/pvm_syscall.h), runs before the decode step in assist_emulation_failure().
 #pragma once
 
 #include <linux/kvm.h>
@@ -18,8 +18,8 @@
 #include <span>
 #include <string>
 
+#include "common/memory/guest_memory.h"
 #include "common/result.h"
-#include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
 
 namespace kindling::vmm {
@@ -115,7 +115,7 @@ struct AssistOutcome {
 
 // GUEST: handles one KVM_INTERNAL_ERROR_EMULATION exit. `exit_bytes` are the instruction bytes
 // KVM reported with the exit (empty when it reported none).
-AssistOutcome assist_emulation_failure(AssistCpu& cpu, const GuestMemory& mem,
+AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory& mem,
                                        std::span<const uint8_t> exit_bytes);
 
 // The instruction bytes of an emulation-failure exit, when KVM provided them.

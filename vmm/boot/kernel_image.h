@@ -10,8 +10,8 @@
 #include <string>
 
 #include "common/hex.h"
-#include "vmm/boot_loader.h"
-#include "vmm/guest_memory.h"
+#include "common/memory/guest_memory.h"
+#include "vmm/boot/boot_loader.h"
 
 namespace kindling::vmm {
 
@@ -25,14 +25,15 @@ struct LoadedKernel {
 
 // One past the last byte of the RAM region at guest address 0, clipped to the MMIO hole;
 // 0 when no region starts at 0.
-inline uint64_t low_ram_end(const GuestMemory& mem) {
+inline uint64_t low_ram_end(const memory::GuestMemory& mem) {
   auto regions = mem.regions();
   if (regions.empty() || regions[0].base.value != 0) return 0;
-  return std::min(regions[0].size, kMmioHoleStart);
+  return std::min(regions[0].size, memory::kMmioHoleStart);
 }
 
 // Turns a guest-memory error into a boot error that says what was being written.
-inline Unexpected<BootErr> memory_error(const GuestMemory::Err& e, const std::string& what) {
+inline Unexpected<BootErr> memory_error(const memory::GuestMemory::Err& e,
+                                        const std::string& what) {
   return fail(BootError::kMemory, 0, what + ": " + e.message());
 }
 

@@ -1,4 +1,4 @@
-#include "vmm/pvm_cmdline.h"
+#include "vmm/pvm/pvm_cmdline.h"
 
 #include <array>
 #include <optional>
@@ -10,7 +10,7 @@ namespace {
 // arch/x86/include/asm/cpufeatures.h (6.1): POPCNT 4*32+23 = 151, CX16 4*32+13 = 141,
 // ERMS 9*32+9 = 297, FSRM 18*32+4 = 580. SMAP (308) stays on on purpose: its `clac` at the
 // first instruction of the page-fault handler is the exit the user-mode SYSCALL repair
-// (vmm/pvm_syscall.h) hooks.
+// (vmm/pvm/pvm_syscall.h) hooks.
 // Measured and left out (no gain within the noise of ~0.2 s): CX16 (141; SLUB's 7,500
 // cmpxchg16b assists are replaced by an equally slow fallback), tsc=reliable, no-kvmclock.
 constexpr std::array<PvmSwitch, 4> kSwitches{{

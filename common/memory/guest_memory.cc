@@ -1,10 +1,10 @@
-#include "vmm/guest_memory.h"
+#include "common/memory/guest_memory.h"
 
 #include <sys/mman.h>
 
 #include <utility>
 
-namespace kindling::vmm {
+namespace kindling::memory {
 
 const char* to_string(MemoryError e) {
   switch (e) {
@@ -120,4 +120,4 @@ uint64_t GuestMemory::total_size() const {
   return t;
 }
 
-}  // namespace kindling::vmm
+}  // namespace kindling::memory

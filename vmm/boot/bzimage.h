@@ -6,7 +6,7 @@
 #include <span>
 #include <string>
 
-#include "vmm/kernel_image.h"
+#include "vmm/boot/kernel_image.h"
 
 namespace kindling::vmm {
 
@@ -26,7 +26,7 @@ bool looks_like_bzimage(std::span<const uint8_t> image);
 
 // Validates the image's setup header and copies its protected-mode part into guest RAM.
 // `path` only names the file in errors.
-Result<LoadedKernel, BootErr> load_bzimage(const GuestMemory& mem, std::span<const uint8_t> image,
-                                           const std::string& path);
+Result<LoadedKernel, BootErr> load_bzimage(const memory::GuestMemory& mem,
+                                           std::span<const uint8_t> image, const std::string& path);
 
 }  // namespace kindling::vmm

@@ -1,4 +1,4 @@
-#include "vmm/elf_loader.h"
+#include "vmm/boot/elf_loader.h"
 
 #include <elf.h>
 
@@ -6,7 +6,7 @@
 #include <limits>
 #include <vector>
 
-#include "vmm/boot_params.h"
+#include "vmm/boot/boot_params.h"
 #include "vmm/layout.h"
 
 namespace kindling::vmm {
@@ -52,7 +52,7 @@ Result<void, BootErr> check_header(std::span<const uint8_t> image, const std::st
 }
 
 // Checks one PT_LOAD header against the file and guest RAM.
-Result<void, BootErr> check_segment(const GuestMemory& mem, std::span<const uint8_t> image,
+Result<void, BootErr> check_segment(const memory::GuestMemory& mem, std::span<const uint8_t> image,
                                     const std::string& who, const Elf64_Phdr& ph) {
   std::string seg = who + ": segment at " + hex(ph.p_paddr);
   if (ph.p_filesz > ph.p_memsz) {
@@ -67,7 +67,7 @@ Result<void, BootErr> check_segment(const GuestMemory& mem, std::span<const uint
   if (ph.p_paddr < layout::kHighMemStart) {
     return fail(BootError::kUnsupported, 0, seg + " overlaps the boot area below 1 MiB");
   }
-  if (!mem.contains(GuestAddress(ph.p_paddr), ph.p_memsz)) {
+  if (!mem.contains(memory::GuestAddress(ph.p_paddr), ph.p_memsz)) {
     return fail(BootError::kTooLarge, 0,
                 seg + " (" + std::to_string(ph.p_memsz) + " bytes) is outside guest RAM");
   }
@@ -75,9 +75,9 @@ Result<void, BootErr> check_segment(const GuestMemory& mem, std::span<const uint
 }
 
 // Copies a checked segment and zero-fills its tail (bss).
-Result<void, BootErr> load_segment(const GuestMemory& mem, std::span<const uint8_t> image,
+Result<void, BootErr> load_segment(const memory::GuestMemory& mem, std::span<const uint8_t> image,
                                    const std::string& who, const Elf64_Phdr& ph) {
-  auto dst = mem.slice(GuestAddress(ph.p_paddr), ph.p_memsz);
+  auto dst = mem.slice(memory::GuestAddress(ph.p_paddr), ph.p_memsz);
   if (!dst) return memory_error(dst.error(), who + ": segment at " + hex(ph.p_paddr));
   std::memcpy(dst->data(), image.data() + ph.p_offset, ph.p_filesz);
   std::memset(dst->data() + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
@@ -107,8 +107,8 @@ bool looks_like_elf(std::span<const uint8_t> image) {
   return image.size() >= SELFMAG && std::memcmp(image.data(), ELFMAG, SELFMAG) == 0;
 }
 
-Result<LoadedKernel, BootErr> load_elf(const GuestMemory& mem, std::span<const uint8_t> image,
-                                       const std::string& path) {
+Result<LoadedKernel, BootErr> load_elf(const memory::GuestMemory& mem,
+                                       std::span<const uint8_t> image, const std::string& path) {
   const std::string who = "kernel " + path;
   Elf64_Ehdr ehdr;
   if (auto r = check_header(image, who, ehdr); !r) return r.take_error();

@@ -1,4 +1,4 @@
-#include "vmm/page_walk.h"
+#include "vmm/pvm/page_walk.h"
 
 #include <asm/processor-flags.h>
 
@@ -44,9 +44,9 @@ bool canonical(uint64_t linear, int bits) {
 
 }  // namespace
 
-Result<GuestAddress, PageWalkErr> translate_linear(const GuestMemory& mem, const PagingState& ps,
-                                                   uint64_t linear) {
-  if ((ps.cr0 & X86_CR0_PG) == 0) return GuestAddress(linear);
+Result<memory::GuestAddress, PageWalkErr> translate_linear(const memory::GuestMemory& mem,
+                                                           const PagingState& ps, uint64_t linear) {
+  if ((ps.cr0 & X86_CR0_PG) == 0) return memory::GuestAddress(linear);
   if ((ps.cr4 & X86_CR4_PAE) == 0 || (ps.efer & kEferLma) == 0) {
     return fail(PageWalkError::kUnsupportedMode, 0, "linear " + hex(linear));
   }
@@ -59,7 +59,7 @@ Result<GuestAddress, PageWalkErr> translate_linear(const GuestMemory& mem, const
   for (int level = levels; level >= 1; --level) {
     const int shift = 12 + 9 * (level - 1);
     const uint64_t index = (linear >> shift) & 0x1ff;
-    const GuestAddress entry_addr(table + index * 8);
+    const memory::GuestAddress entry_addr(table + index * 8);
     // GUEST: the guest's page tables decide where the walk goes; every step is a checked read.
     auto entry = mem.read_obj<uint64_t>(entry_addr);
     if (!entry) {
@@ -77,14 +77,14 @@ Result<GuestAddress, PageWalkErr> translate_linear(const GuestMemory& mem, const
                     "level-" + std::to_string(level) + " entry at " + hex(entry_addr.value));
       }
       const uint64_t page_mask = (1ULL << shift) - 1;
-      return GuestAddress((*entry & kAddrMask & ~page_mask) | (linear & page_mask));
+      return memory::GuestAddress((*entry & kAddrMask & ~page_mask) | (linear & page_mask));
     }
     table = *entry & kAddrMask;
   }
-  return GuestAddress(table | (linear & (kPageSize4K - 1)));
+  return memory::GuestAddress(table | (linear & (kPageSize4K - 1)));
 }
 
-Result<void, PageWalkErr> read_linear(const GuestMemory& mem, const PagingState& ps,
+Result<void, PageWalkErr> read_linear(const memory::GuestMemory& mem, const PagingState& ps,
                                       uint64_t linear, std::span<uint8_t> out) {
   size_t done = 0;
   while (done < out.size()) {

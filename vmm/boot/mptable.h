@@ -16,7 +16,7 @@
 
 #include <cstdint>
 
-#include "vmm/kernel_image.h"
+#include "vmm/boot/kernel_image.h"
 
 namespace kindling::vmm {
 
@@ -120,6 +120,6 @@ inline constexpr uint8_t mp_ioapic_id(uint32_t vcpus) {
 }
 // Writes the floating pointer at layout::kMpTableAddr and the config table after it.
 // `vcpus` must be 1..layout::kMaxVcpus.
-Result<void, BootErr> write_mptable(const GuestMemory& mem, uint32_t vcpus);
+Result<void, BootErr> write_mptable(const memory::GuestMemory& mem, uint32_t vcpus);
 
 }  // namespace kindling::vmm

@@ -1,4 +1,4 @@
-#include "vmm/pvm_syscall.h"
+#include "vmm/pvm/pvm_syscall.h"
 
 #include <asm/processor-flags.h>
 
@@ -6,7 +6,7 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "vmm/le_bytes.h"
+#include "vmm/boot/le_bytes.h"
 #include "vmm/x86_arch.h"
 
 namespace kindling::vmm {
@@ -34,8 +34,8 @@ std::optional<IdtGate> decode_idt_gate(std::span<const uint8_t> b) {
   return g;
 }
 
-std::optional<uint64_t> idt_handler(const GuestMemory& mem, const PagingState& ps, uint64_t base,
-                                    uint16_t limit, uint8_t vector) {
+std::optional<uint64_t> idt_handler(const memory::GuestMemory& mem, const PagingState& ps,
+                                    uint64_t base, uint16_t limit, uint8_t vector) {
   const uint64_t offset = static_cast<uint64_t>(vector) * kIdtGateSize;
   // GUEST: IDTR.limit is the offset of the last valid byte.
   if (offset + kIdtGateSize - 1 > limit) return std::nullopt;
@@ -67,7 +67,7 @@ SyscallEntryState syscall_entry_state(const ExceptionFrame& frame, const Syscall
   return s;
 }
 
-SyscallRepairOutcome repair_lost_syscall(AssistCpu& cpu, const GuestMemory& mem,
+SyscallRepairOutcome repair_lost_syscall(AssistCpu& cpu, const memory::GuestMemory& mem,
                                          const kvm_regs& regs, const kvm_sregs& sregs) {
   // Only 64-bit ring-0 code can stand at the #PF handler's first instruction.
   if ((sregs.efer & kEferLma) == 0 || !sregs.cs.l || sregs.cs.dpl != 0) return {};

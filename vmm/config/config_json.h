@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "common/result.h"
-#include "vmm/config.h"
+#include "vmm/config/config.h"
 
 namespace kindling::vmm {
 
