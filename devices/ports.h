@@ -32,4 +32,20 @@ inline constexpr uint32_t kCom1Gsi = 4;
 // The i8042's keyboard interrupt line (ISA IRQ 1), for VMMs that wire it.
 inline constexpr uint32_t kI8042KbdGsi = 1;
 
+// ACPI power control (hardware-reduced ACPI, the FADT's sleep and reset registers): one byte
+// each. Sleep control: a write with SLP_EN (bit 5) enters the sleep state SLP_TYP (bits 2-4);
+// SLP_TYP 5 is S5 (soft off, the DSDT's \_S5 package). Sleep status: reads WAK_STS (bit 7)
+// clear. Reset: writing kAcpiResetValue resets the machine.
+inline constexpr uint16_t kAcpiPmBase = 0x600;
+inline constexpr uint16_t kAcpiPmLen = 3;
+inline constexpr uint16_t kAcpiSleepControlPort = kAcpiPmBase;
+inline constexpr uint16_t kAcpiSleepStatusPort = kAcpiPmBase + 1;
+inline constexpr uint16_t kAcpiResetPort = kAcpiPmBase + 2;
+inline constexpr uint8_t kAcpiResetValue = 0x1;
+// The SLP_TYP value the DSDT's \_S5 package announces.
+inline constexpr uint8_t kAcpiSlpTypS5 = 5;
+// The ACPI SCI interrupt the FADT names. Hardware-reduced ACPI raises none, but Linux
+// configures the FADT's SCI GSI anyway; ISA IRQ 9 is unused by every kindling device.
+inline constexpr uint32_t kAcpiSciGsi = 9;
+
 }  // namespace kindling::devices
