@@ -3,16 +3,19 @@
 #
 #   guest/make-guest.sh OUTDIR
 #
-#   OUTDIR/vmlinux         the guest kernel, ELF (preferred: no decompressor to emulate)
+#   OUTDIR/vmlinux         the guest kernel, ELF: MP table + command-line devices, and ACPI
 #   OUTDIR/bzImage         the same kernel, bzImage (LZ4)
 #   OUTDIR/kernel.config   its .config
+#   OUTDIR/acpi/{vmlinux,bzImage,kernel.config}
+#                          the second kernel, configured as distro and Firecracker kernels are:
+#                          ACPI only (no MP table, no command-line devices), PVH entry
 #   OUTDIR/rootfs.img      ext4 root file system (boot with root=/dev/vda)
 #   OUTDIR/initramfs.cpio  the same tree as an initramfs, for initrd-only boots
 #   OUTDIR/pattern.bin     the 64 KiB pattern the guest's write-vdb check writes to /dev/vdb
 #
 # The kernel comes from $KINDLING_CACHE (guest/kernel/build-kernel.sh builds it once per
-# input set); the rootfs and initramfs are rebuilt only when their inputs change (key in
-# OUTDIR/.kernel.key and OUTDIR/.rootfs.key). Everything cached: well under a second.
+# input set); the rootfs and initramfs are rebuilt only when their inputs change (keys in
+# OUTDIR/.kernel.key, OUTDIR/acpi/.kernel.key and OUTDIR/.rootfs.key). Everything cached: well under a second.
 set -euo pipefail
 
 here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
@@ -25,24 +28,31 @@ mkdir -p "$out"
 
 say() { echo "make-guest: $*"; }
 
-# --- kernel ---
-start=$(date +%s)
-kernel_dir="$("$here/kernel/build-kernel.sh")"
-kernel_seconds=$(($(date +%s) - start))
-kernel_key="$(basename "$kernel_dir")"
-if [[ "$(cat "$out/.kernel.key" 2>/dev/null)" != "$kernel_key" || ! -f "$out/vmlinux" ||
-  ! -f "$out/bzImage" ]]; then
-  rm -f "$out/.kernel.key"
-  for f in vmlinux bzImage; do
-    cp "$kernel_dir/$f" "$out/.$f.tmp"
-    mv -f "$out/.$f.tmp" "$out/$f"
-  done
-  cp "$kernel_dir/config" "$out/kernel.config"
-  echo "$kernel_key" >"$out/.kernel.key"
-  say "kernel $kernel_key -> $out/{vmlinux,bzImage} (build step took ${kernel_seconds}s)"
-else
-  say "kernel $kernel_key up to date (build step took ${kernel_seconds}s)"
-fi
+# --- kernels ---
+# install_kernel FLAVOR DIR: builds (or finds in the cache) the FLAVOR kernel, copies it to DIR.
+install_kernel() {
+  local flavor=$1 dir=$2 start kernel_dir kernel_seconds kernel_key f
+  mkdir -p "$dir"
+  start=$(date +%s)
+  kernel_dir="$("$here/kernel/build-kernel.sh" "$flavor")"
+  kernel_seconds=$(($(date +%s) - start))
+  kernel_key="$(basename "$kernel_dir")"
+  if [[ "$(cat "$dir/.kernel.key" 2>/dev/null)" != "$kernel_key" || ! -f "$dir/vmlinux" ||
+    ! -f "$dir/bzImage" ]]; then
+    rm -f "$dir/.kernel.key"
+    for f in vmlinux bzImage; do
+      cp "$kernel_dir/$f" "$dir/.$f.tmp"
+      mv -f "$dir/.$f.tmp" "$dir/$f"
+    done
+    cp "$kernel_dir/config" "$dir/kernel.config"
+    echo "$kernel_key" >"$dir/.kernel.key"
+    say "$flavor kernel $kernel_key -> $dir/{vmlinux,bzImage} (build step took ${kernel_seconds}s)"
+  else
+    say "$flavor kernel $kernel_key up to date (build step took ${kernel_seconds}s)"
+  fi
+}
+install_kernel default "$out"
+install_kernel acpi "$out/acpi"
 
 # --- rootfs + initramfs ---
 rootfs_key="$( {
@@ -67,7 +77,7 @@ else
   say "rootfs $rootfs_key up to date"
 fi
 sizes=""
-for f in vmlinux bzImage rootfs.img initramfs.cpio; do
+for f in vmlinux bzImage acpi/vmlinux acpi/bzImage rootfs.img initramfs.cpio; do
   sizes="$sizes $f $(stat -c %s "$out/$f")"
 done
 say "ready in $out (bytes):$sizes"

@@ -67,8 +67,8 @@ int exit_code_for(const DiskErr& e) {
   return e.code == DiskError::kImage ? 2 : 1;
 }
 
-DiskSlot disk_slot(size_t index) {
-  return DiskSlot{kVirtioMmioBase + index * kVirtioMmioSlotSize,
+MmioSlot disk_slot(size_t index) {
+  return MmioSlot{kVirtioMmioBase + index * kVirtioMmioSlotSize, kVirtioMmioSlotSize,
                   kVirtioFirstGsi + static_cast<uint32_t>(index)};
 }
 
@@ -85,7 +85,7 @@ std::string disk_name(size_t index) {
 }
 
 std::string disk_cmdline_fragment(size_t index) {
-  const DiskSlot s = disk_slot(index);
+  const MmioSlot s = disk_slot(index);
   char buf[64];
   std::snprintf(buf, sizeof(buf), "virtio_mmio.device=%lluK@0x%llx:%u",
                 static_cast<unsigned long long>(kVirtioMmioSlotSize >> 10),
@@ -151,8 +151,7 @@ Result<void, DiskErr> Disks::attach_one(Machine& machine, const VmConfig& config
     const std::string root = root_cmdline_fragment(config.drives, config.cmdline);
     if (!root.empty()) fragment += " " + root;
   }
-  auto ok = machine.attach_mmio_device(added.slot.base, kVirtioMmioSlotSize, added.transport,
-                                       std::move(fragment));
+  auto ok = machine.attach_virtio_mmio(added.slot, added.transport, std::move(fragment));
   if (!ok) return disk_fail(DiskError::kWiring, what + ": " + ok.error().message());
   return {};
 }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "vmm/boot/platform.h"
 #include "vmm/config/config.h"
 #include "vmm/layout.h"
 
@@ -52,13 +53,8 @@ inline constexpr uint32_t kVirtioFirstGsi = 5;
 // Disks that fit below the I/O APIC's last pin (GSI 5..23).
 inline constexpr size_t kMaxDisks = layout::kIoapicPins - kVirtioFirstGsi;
 
-// Where disk `index` lives.
-struct DiskSlot {
-  uint64_t base;
-  uint32_t gsi;
-};
-// Pure: the slot of disk `index`.
-DiskSlot disk_slot(size_t index);
+// Pure: where disk `index` lives (its 4 KiB window and GSI), as the boot tables describe it.
+MmioSlot disk_slot(size_t index);
 // Pure: the guest's name of disk `index`: vda, vdb, ..., vdz, vdaa, ...
 std::string disk_name(size_t index);
 // Pure: `virtio_mmio.device=4K@0xd0000000:5` for disk `index`.
@@ -93,7 +89,7 @@ class Disks {
   struct Disk {
     std::string name;
     DriveConfig drive;
-    DiskSlot slot;
+    MmioSlot slot;
     std::shared_ptr<virtio::MmioTransport> transport;
     virtio::BlockDevice* device = nullptr;  // owned by the transport
     size_t ioeventfds = 0;                  // registered so far

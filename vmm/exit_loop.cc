@@ -108,6 +108,8 @@ void dispatch(Vcpu& vcpu, const ExitLoopDeps& deps, ExitStats& stats) {
       return;
     case KVM_EXIT_INTR:
       ++stats.interrupted;
+      consume_kick_signal();
+      if (deps.halt != nullptr) deps.halt->answer_if_asked(deps.vcpu_index, vcpu);
       return;
     case KVM_EXIT_HLT:
       // Only without an in-kernel LAPIC does HLT come here: nothing can wake the vCPU again.
@@ -209,6 +211,8 @@ ExitStats run_exit_loop(Vcpu& vcpu, const ExitLoopDeps& deps) {
       // EINTR: a kick or immediate_exit; EAGAIN: an AP still waiting for its SIPI.
       if (e == EINTR || e == EAGAIN) {
         ++stats.interrupted;
+        if (e == EINTR) consume_kick_signal();
+        if (deps.halt != nullptr) deps.halt->answer_if_asked(deps.vcpu_index, vcpu);
         // An AP in INIT_RECEIVED returns EAGAIN at once until its SIPI: do not spin a host CPU
         // the BSP (whose kernel code is emulated on PVM hosts) needs.
         if (e == EAGAIN) std::this_thread::sleep_for(std::chrono::microseconds(100));

@@ -8,6 +8,7 @@
 
 #include "common/memory/guest_memory.h"
 #include "vmm/bus.h"
+#include "vmm/halt_probe.h"
 #include "vmm/pvm/emulation_assist.h"
 #include "vmm/stop.h"
 #include "vmm/vcpu.h"
@@ -48,6 +49,8 @@ struct ExitLoopDeps {
   const Bus& mmio;
   const memory::GuestMemory& mem;
   StopControl& stop;
+  HaltProbe* halt = nullptr;  // answered after every interrupted KVM_RUN; may be null
+  size_t vcpu_index = 0;      // this vCPU's slot in `halt`
 };
 
 // Runs `vcpu` until deps.stop.requested(); every fatal exit (triple fault, an emulation failure

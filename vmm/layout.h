@@ -1,7 +1,8 @@
 // Guest physical layout used by the boot loader, the vCPU setup and the test guest's VMM side.
 //
 // Low memory (all inside the first RAM region, which starts at 0):
-//   0x0500  GDT (null, null, code 0x10, data 0x18)      0x0520  IDT (empty, limit 0)
+//   0x0500  GDT (null, code32 0x08, code 0x10, data 0x18)  0x0520  IDT (empty, limit 0)
+//   0x6000  PVH start info, module list and memory map (PVH boots only)
 //   0x7000  zero page (struct boot_params)               0x8000-0x8FF0  boot stack (grows down)
 //   0x9000  PML4   0xA000 PDPT   0xB000-0xEFFF 4 PDs (identity map of 4 GiB, 2 MiB pages)
 //   0x10000 free page the test guest uses for its SMP real-mode trampoline (SIPI vector 0x10)
@@ -16,20 +17,31 @@
 
 namespace kindling::vmm::layout {
 
-// GDT: four 8-byte descriptors (two nulls, 64-bit code, data).
+// GDT: four 8-byte descriptors (null, 32-bit code for the PVH entry, 64-bit code, data).
 inline constexpr uint64_t kGdtAddr = 0x500;
 // Number of GDT descriptors written at kGdtAddr.
 inline constexpr uint64_t kGdtEntries = 4;
 // 64-bit code segment descriptor (L=1, present, DPL 0, execute/read, accessed).
 inline constexpr uint64_t kGdtCode64 = 0x00AF9B000000FFFFULL;
+// Flat 32-bit code segment descriptor (D=1, present, DPL 0, execute/read, accessed, 4 GiB).
+inline constexpr uint64_t kGdtCode32 = 0x00CF9B000000FFFFULL;
 // Flat data segment descriptor (present, DPL 0, read/write, accessed, 4 GiB).
 inline constexpr uint64_t kGdtData = 0x00CF93000000FFFFULL;
+// Selector of the 32-bit code descriptor (GDT index 1), the PVH entry's CS.
+inline constexpr uint16_t kCode32Selector = 0x08;
 // Selector of the code descriptor (GDT index 2).
 inline constexpr uint16_t kCodeSelector = 0x10;
 // Selector of the data descriptor (GDT index 3).
 inline constexpr uint16_t kDataSelector = 0x18;
 // Empty IDT: base with limit 0, so any exception before the kernel sets its own triple-faults.
 inline constexpr uint64_t kIdtAddr = 0x520;
+
+// PVH: struct hvm_start_info (passed in EBX), then the module list and the memory map.
+inline constexpr uint64_t kPvhStartInfoAddr = 0x6000;
+inline constexpr uint64_t kPvhModlistAddr = 0x6040;
+inline constexpr uint64_t kPvhMemmapAddr = 0x6080;
+// One past the last byte the PVH structures may use.
+inline constexpr uint64_t kPvhEnd = 0x7000;
 
 // The zero page (struct boot_params), passed to the kernel in RSI.
 inline constexpr uint64_t kZeroPageAddr = 0x7000;

@@ -11,7 +11,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/hex.h"
 #include "common/log.h"
+#include "devices/acpi_pm.h"
 #include "devices/cmos.h"
 #include "devices/exit_port.h"
 #include "devices/i8042.h"
@@ -141,6 +143,11 @@ Result<void, MachineErr> Machine::setup_devices() {
   StopControl& stop = stop_;
   auto i8042 = std::make_shared<devices::I8042>(
       [&stop] { stop.request(StopReason::kGuestReset, 0, "guest reset through the i8042"); });
+  auto acpi_pm = std::make_shared<devices::AcpiPm>(
+      [&stop] { stop.request(StopReason::kGuestPowerOff, 0, "guest powered off (ACPI S5)"); },
+      [&stop] {
+        stop.request(StopReason::kGuestReset, 0, "guest reset through the ACPI reset register");
+      });
   auto exit_port = std::make_shared<devices::ExitPort>([&stop](uint8_t code) {
     stop.request(StopReason::kExitPort, code,
                  "guest wrote " + std::to_string(code) + " to the exit port");
@@ -155,6 +162,7 @@ Result<void, MachineErr> Machine::setup_devices() {
       {devices::kCmosBase, devices::kCmosLen, std::make_shared<devices::Cmos>()},
       {devices::kExitPortBase, devices::kExitPortLen, exit_port},
       {devices::kBootTimerBase, devices::kBootTimerLen, std::make_shared<devices::BootTimer>()},
+      {devices::kAcpiPmBase, devices::kAcpiPmLen, acpi_pm},
   };
   for (const Slot& s : slots) {
     auto ok = pio_.insert(s.base, s.len, s.dev);
@@ -163,12 +171,13 @@ Result<void, MachineErr> Machine::setup_devices() {
   return {};
 }
 
-Result<void, MachineErr> Machine::attach_mmio_device(uint64_t base, uint64_t len,
+Result<void, MachineErr> Machine::attach_virtio_mmio(const MmioSlot& slot,
                                                      std::shared_ptr<BusDevice> device,
                                                      std::string cmdline_fragment) {
   if (booted_) return machine_fail(MachineError::kState, "MMIO device attached after boot");
-  auto ok = mmio_.insert(base, len, std::move(device));
+  auto ok = mmio_.insert(slot.base, slot.size, std::move(device));
   if (!ok) return machine_fail(MachineError::kDevice, ok.error().message());
+  virtio_slots_.push_back(slot);
   cmdline_fragments_.push_back(std::move(cmdline_fragment));
   return {};
 }
@@ -180,10 +189,15 @@ Result<void, MachineErr> Machine::boot() {
   spec.kernel_path = config_.kernel_path;
   spec.initrd_path = config_.initrd_path;
   spec.cmdline = compose_cmdline(config_.cmdline, cmdline_fragments_, opts_.pvm_host);
-  spec.vcpus = config_.vcpus;
+  spec.platform.vcpus = config_.vcpus;
+  spec.platform.virtio_mmio = virtio_slots_;
+  spec.platform.acpi = config_.acpi;
+  spec.protocol = parse_boot_protocol(config_.boot_protocol).value_or(BootProtocol::kAuto);
   auto entry = load_kernel(mem_, spec);
   if (!entry) return machine_fail(MachineError::kBoot, entry.error().message());
   KLOG_INFO("kernel command line: %s", spec.cmdline.c_str());
+  KLOG_INFO("boot protocol %s, entry %s%s", to_string(entry->protocol), hex(entry->rip).c_str(),
+            entry->rsdp_addr != 0 ? ", ACPI tables written" : ", no ACPI tables");
   auto ok = setup_vcpus(*entry);
   if (!ok) return ok;
   booted_ = true;
@@ -204,7 +218,7 @@ Result<void, MachineErr> Machine::setup_vcpus(const BootEntry& entry) {
     if (ok) ok = v->setup_lapic();
     if (ok) {
       // The BSP starts at the kernel entry; APs wait in the in-kernel LAPIC for INIT/SIPI.
-      ok = i == 0 ? v->setup_long_mode(entry) : v->set_mp_state(KVM_MP_STATE_UNINITIALIZED);
+      ok = i == 0 ? v->setup_boot_cpu(entry) : v->set_mp_state(KVM_MP_STATE_UNINITIALIZED);
     }
     if (!ok) {
       KvmErr e = ok.error();
@@ -218,6 +232,7 @@ Result<void, MachineErr> Machine::setup_vcpus(const BootEntry& entry) {
 
 void Machine::start_vcpu_threads() {
   stats_.assign(vcpus_.size(), ExitStats{});
+  halt_ = std::make_unique<HaltProbe>(vcpus_.size());
   vcpu_done_ = std::make_unique<std::atomic<bool>[]>(vcpus_.size());
   for (size_t i = 0; i < vcpus_.size(); ++i) {
     threads_.emplace_back([this, i] {
@@ -231,11 +246,37 @@ void Machine::start_vcpu_threads() {
       if (!ok) {
         stop_.request(StopReason::kHostError, kExitGuestFault, ok.error().message());
       } else {
-        stats_[i] = run_exit_loop(vcpu, ExitLoopDeps{pio_, mmio_, mem_, stop_});
+        stats_[i] = run_exit_loop(vcpu, ExitLoopDeps{pio_, mmio_, mem_, stop_, halt_.get(), i});
       }
       vcpu_done_[i].store(true, std::memory_order_release);
     });
   }
+}
+
+void Machine::kick_running_vcpus() {
+  for (size_t i = 0; i < threads_.size(); ++i) {
+    if (!vcpu_done_[i].load(std::memory_order_acquire)) {
+      pthread_kill(threads_[i].native_handle(), vcpu_kick_signal());
+    }
+  }
+}
+
+void Machine::check_halted() {
+  // Two answered rounds in a row: a CPU between `cli` and `hlt` of an ordinary sequence is
+  // not mistaken for one that stopped for good.
+  halted_rounds_ = halt_->all_halted() ? halted_rounds_ + 1 : 0;
+  if (halted_rounds_ == kHaltedRoundsToReport && !halt_reported_) {
+    halt_reported_ = true;
+    std::fprintf(stderr, "kindling: guest halted: every vCPU stopped with interrupts off%s\n",
+                 config_.exit_on_halt ? "" : " (--exit-on-halt ends the VM then)");
+    std::fflush(stderr);
+    if (config_.exit_on_halt) {
+      stop_.request(StopReason::kGuestHalt, 0, "every vCPU halted with interrupts off");
+      return;
+    }
+  }
+  halt_->ask();
+  kick_running_vcpus();
 }
 
 void Machine::wait_for_stop(int signal_fd) {
@@ -245,20 +286,28 @@ void Machine::wait_for_stop(int signal_fd) {
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                   std::chrono::duration<double>(*config_.timeout_s));
   }
+  auto next_probe = Clock::now() + kHaltProbeInterval;
   while (!stop_.requested()) {
     pollfd fds[2] = {{stop_.wakeup().fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
-    int timeout_ms = -1;
+    const auto now = Clock::now();
+    if (now >= next_probe) {
+      check_halted();
+      next_probe = now + kHaltProbeInterval;
+      if (stop_.requested()) break;
+    }
+    int64_t timeout_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_probe - now).count() + 1;
     if (deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - now);
       if (left.count() <= 0) {
         char what[64];
         std::snprintf(what, sizeof(what), "--timeout of %g s expired", *config_.timeout_s);
         stop_.request(StopReason::kTimeout, kExitTimeout, what);
         break;
       }
-      timeout_ms = static_cast<int>(std::min<int64_t>(left.count() + 1, 60'000));
+      timeout_ms = std::min<int64_t>(left.count() + 1, timeout_ms);
     }
-    int n = ::poll(fds, signal_fd >= 0 ? 2 : 1, timeout_ms);
+    int n = ::poll(fds, signal_fd >= 0 ? 2 : 1, static_cast<int>(timeout_ms));
     if (n < 0 && errno != EINTR) {
       stop_.request(StopReason::kHostError, kExitGuestFault, "poll failed");
       break;
@@ -283,11 +332,10 @@ void Machine::stop_and_join() {
   for (int round = 0;; ++round) {
     bool all_done = true;
     for (size_t i = 0; i < threads_.size(); ++i) {
-      if (vcpu_done_[i].load(std::memory_order_acquire)) continue;
-      all_done = false;
-      pthread_kill(threads_[i].native_handle(), vcpu_kick_signal());
+      all_done = all_done && vcpu_done_[i].load(std::memory_order_acquire);
     }
     if (all_done) break;
+    kick_running_vcpus();
     if (round == 500) KLOG_WARN("vCPU threads slow to stop; still kicking");
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }

@@ -3,12 +3,14 @@
 //
 // Build order (explicit, no registration magic):
 //   Machine::create()        KVM checks, VM, TSS, irqchip, PIT, RAM slots, legacy devices
-//   attach_mmio_device()...  MMIO devices (virtio-mmio), each with its cmdline fragment
-//   boot()                   kernel + initrd + cmdline loaded, vCPUs created and set up
+//   attach_virtio_mmio()...  MMIO devices (virtio-mmio), each with its cmdline fragment
+//   boot()                   kernel + initrd + cmdline + boot tables (MP, ACPI) loaded, vCPUs
+//                            created and set up
 //   run()                    vCPU threads, wait for a stop, tear down, exit status
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +27,7 @@
 #include "vmm/bus.h"
 #include "vmm/config/config.h"
 #include "vmm/exit_loop.h"
+#include "vmm/halt_probe.h"
 #include "vmm/kvm.h"
 #include "vmm/stop.h"
 #include "vmm/vcpu.h"
@@ -54,8 +57,7 @@ struct MachineOptions {
 };
 
 // The default kernel command line (layout.md) when the config gives none.
-inline constexpr const char* kDefaultCmdline =
-    "console=ttyS0 reboot=k panic=-1 acpi=off pci=off quiet";
+inline constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=-1 pci=off quiet";
 // Pure: the command line the guest gets: the configured one (or the default), then each
 // device fragment, then on PVM hosts append_pvm_switches() (vmm/pvm/pvm_cmdline.h).
 std::string compose_cmdline(const std::optional<std::string>& configured,
@@ -82,9 +84,10 @@ class Machine {
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
 
-  // Puts `device` on the MMIO bus at [base, base+len) and appends `cmdline_fragment` (may be
-  // empty) to the kernel command line. Before boot() only.
-  Result<void, MachineErr> attach_mmio_device(uint64_t base, uint64_t len,
+  // Puts a virtio-mmio `device` on the MMIO bus at `slot`, describes it to the guest (ACPI
+  // DSDT) and appends `cmdline_fragment` (may be empty) to the kernel command line. Before
+  // boot() only.
+  Result<void, MachineErr> attach_virtio_mmio(const MmioSlot& slot,
                                               std::shared_ptr<BusDevice> device,
                                               std::string cmdline_fragment);
   // Loads the kernel, creates and sets up the vCPUs (BSP in long mode, APs waiting for SIPI).
@@ -106,6 +109,11 @@ class Machine {
   Result<void, MachineErr> setup_vcpus(const struct BootEntry& entry);
   void start_vcpu_threads();
   void wait_for_stop(int signal_fd);
+  // Sends the kick signal to every vCPU thread still running.
+  void kick_running_vcpus();
+  // One halt-probe tick: evaluates the last round (reports a guest halted for good once, and
+  // stops the VM with --exit-on-halt), then asks again.
+  void check_halted();
   void stop_and_join();
 
   VmConfig config_;
@@ -117,6 +125,7 @@ class Machine {
   Bus pio_{"pio"};
   Bus mmio_{"mmio"};
   std::vector<std::string> cmdline_fragments_;
+  std::vector<MmioSlot> virtio_slots_;  // what the boot tables describe, in attach order
   UniqueFd console_log_fd_;
   EventFd serial_irq_;
   std::shared_ptr<devices::Serial> serial_;
@@ -126,6 +135,12 @@ class Machine {
   // Filled by the vCPU threads; read after join.
   std::vector<ExitStats> stats_;
   std::unique_ptr<std::atomic<bool>[]> vcpu_done_;
+  // How often the halt probe asks, and how many halted rounds in a row count as halted.
+  static constexpr std::chrono::milliseconds kHaltProbeInterval{1000};
+  static constexpr int kHaltedRoundsToReport = 2;
+  std::unique_ptr<HaltProbe> halt_;  // answered by the vCPU threads
+  int halted_rounds_ = 0;
+  bool halt_reported_ = false;
   std::unique_ptr<devices::ConsoleInput> console_;  // after serial_: it feeds serial_
   std::vector<std::thread> threads_;
 };

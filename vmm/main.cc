@@ -80,6 +80,8 @@ int run_vm(const vmm::VmConfig& config) {
       KLOG_INFO("stopped by %s", r.detail.c_str());
       break;
     case vmm::StopReason::kGuestReset:
+    case vmm::StopReason::kGuestPowerOff:
+    case vmm::StopReason::kGuestHalt:
     case vmm::StopReason::kExitPort:
       break;
   }

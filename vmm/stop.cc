@@ -10,6 +10,10 @@ const char* to_string(StopReason r) {
   switch (r) {
     case StopReason::kGuestReset:
       return "guest reset";
+    case StopReason::kGuestPowerOff:
+      return "guest power-off";
+    case StopReason::kGuestHalt:
+      return "guest halted";
     case StopReason::kExitPort:
       return "guest exit port";
     case StopReason::kGuestFault:
@@ -73,6 +77,15 @@ void kick_handler(int) {}
 
 int vcpu_kick_signal() {
   return SIGRTMIN;
+}
+
+void consume_kick_signal() {
+  sigset_t kick;
+  sigemptyset(&kick);
+  sigaddset(&kick, vcpu_kick_signal());
+  const timespec none{0, 0};
+  while (::sigtimedwait(&kick, nullptr, &none) > 0) {
+  }
 }
 
 Result<UniqueFd, SignalErr> setup_stop_signals() {

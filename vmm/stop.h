@@ -16,12 +16,14 @@ namespace kindling::vmm {
 
 // Why the VM stopped.
 enum class StopReason {
-  kGuestReset,  // i8042 reset or a KVM system event (exit 0)
-  kExitPort,    // the guest wrote its status to port 0xF4
-  kGuestFault,  // triple fault, emulation failure, entry failure (exit 1)
-  kHostSignal,  // SIGINT (130), SIGTERM (143), SIGHUP (129)
-  kTimeout,     // --timeout expired (124)
-  kHostError,   // kindling itself failed (exit 1)
+  kGuestReset,     // i8042 reset, ACPI reset register or a KVM system event (exit 0)
+  kGuestPowerOff,  // ACPI S5 through the FADT's sleep control register (exit 0)
+  kGuestHalt,      // every vCPU halted with interrupts off, with --exit-on-halt (exit 0)
+  kExitPort,       // the guest wrote its status to port 0xF4
+  kGuestFault,     // triple fault, emulation failure, entry failure (exit 1)
+  kHostSignal,     // SIGINT (130), SIGTERM (143), SIGHUP (129)
+  kTimeout,        // --timeout expired (124)
+  kHostError,      // kindling itself failed (exit 1)
 };
 // A short description ("guest reset", "timeout").
 const char* to_string(StopReason r);
@@ -64,6 +66,11 @@ using SignalErr = Error<SignalError>;
 
 // The real-time signal that kicks a vCPU thread out of KVM_RUN; its handler does nothing.
 int vcpu_kick_signal();
+
+// Takes a pending kick off the calling thread. A kick that interrupts KVM_RUN is not delivered:
+// KVM restores the blocking mask on the way out, so it stays pending and would make every
+// later KVM_RUN return EINTR at once. The vCPU loop calls this after each interrupted run.
+void consume_kick_signal();
 
 // Must run in main() before any thread starts: blocks SIGINT, SIGTERM, SIGHUP and the kick
 // signal (threads inherit the mask; the kick is unblocked only inside KVM_RUN through

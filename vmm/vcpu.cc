@@ -124,14 +124,16 @@ Result<void, KvmErr> Vcpu::set_boot_msrs() {
   return {};
 }
 
-Result<void, KvmErr> Vcpu::setup_long_mode(const BootEntry& entry) {
+Result<void, KvmErr> Vcpu::setup_boot_cpu(const BootEntry& entry) {
   auto sregs = get_sregs();
   if (!sregs) return sregs.take_error();
   kvm_sregs s = *sregs;
-  s.cs = flat_segment(entry.code_selector, kTypeCodeExecReadAccessed, true);
+  const bool pvh = entry.protocol == BootProtocol::kPvh;
+  s.cs = flat_segment(entry.code_selector, kTypeCodeExecReadAccessed, !pvh);
   const kvm_segment data = flat_segment(entry.data_selector, kTypeDataReadWriteAccessed, false);
   s.ds = s.es = s.fs = s.gs = s.ss = data;
-  // A busy 64-bit TSS: VM entry requires a usable TR even though nothing uses it yet.
+  // A busy TSS (type 0xb is the busy 32-bit TSS in protected mode and the busy 64-bit TSS in
+  // long mode): VM entry requires a usable TR even though nothing uses it yet.
   s.tr = kvm_segment{};
   s.tr.limit = 0xffff;
   s.tr.type = kTypeTss64Busy;
@@ -140,16 +142,25 @@ Result<void, KvmErr> Vcpu::setup_long_mode(const BootEntry& entry) {
   s.gdt.limit = entry.gdt_limit;
   s.idt.base = entry.idt_base;
   s.idt.limit = entry.idt_limit;
-  s.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
-  s.cr3 = entry.cr3;
-  s.cr4 = X86_CR4_PAE;
-  s.efer = kEferLme | kEferLma;
+  if (pvh) {
+    // PVH: flat 32-bit protected mode, paging off (start_info.h's "Initial state").
+    s.cr0 = X86_CR0_PE | X86_CR0_ET;
+    s.cr3 = 0;
+    s.cr4 = 0;
+    s.efer = 0;
+  } else {
+    s.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
+    s.cr3 = entry.cr3;
+    s.cr4 = X86_CR4_PAE;
+    s.efer = kEferLme | kEferLma;
+  }
   auto ok = set_sregs(s);
   if (!ok) return ok;
 
   kvm_regs r{};
   r.rip = entry.rip;
   r.rsi = entry.rsi;
+  r.rbx = entry.rbx;
   r.rsp = entry.rsp;
   r.rbp = entry.rsp;
   r.rflags = X86_EFLAGS_FIXED;

@@ -58,8 +58,9 @@ class Vcpu final : public AssistCpu {
   Result<void, KvmErr> set_cpuid(std::span<const kvm_cpuid_entry2> entries);
   // Writes boot_msrs(); an MSR the host refuses is logged and skipped (PVM refuses some).
   Result<void, KvmErr> set_boot_msrs();
-  // Long-mode segments, control registers, GDT/IDT, RIP/RSI/RSP and the FPU from `entry`.
-  Result<void, KvmErr> setup_long_mode(const BootEntry& entry);
+  // The boot CPU state of `entry` (long mode for the Linux protocol, 32-bit protected mode for
+  // PVH): segments, control registers, GDT/IDT, RIP/RSI/RBX/RSP and the FPU.
+  Result<void, KvmErr> setup_boot_cpu(const BootEntry& entry);
   // LAPIC LINT0 as ExtINT (the PIC's output) and LINT1 as NMI, as firmware leaves them.
   Result<void, KvmErr> setup_lapic();
   // KVM_GET_MP_STATE / KVM_SET_MP_STATE (KVM_MP_STATE_*).

@@ -33,7 +33,7 @@ inline constexpr uint8_t kTypeDataReadWriteAccessed = 0x3;
 
 // A flat ring-0 segment (base 0, 4 GiB limit, present): a 64-bit code segment (L=1, D=0)
 // when `code`, else a data segment (D/B=1).
-inline kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code) {
+inline kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code64) {
   kvm_segment s{};
   s.base = 0;
   s.limit = 0xffffffff;
@@ -43,8 +43,8 @@ inline kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code) {
   s.dpl = 0;
   s.s = 1;
   s.g = 1;
-  s.l = code ? 1 : 0;   // 64-bit code segment
-  s.db = code ? 0 : 1;  // L=1 requires D=0
+  s.l = code64 ? 1 : 0;   // 64-bit code segment
+  s.db = code64 ? 0 : 1;  // L=1 requires D=0; 32-bit code and data have D/B=1
   return s;
 }
 

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Builds the kindling guest kernel from Debian's linux-source-6.1 and caches it.
+# Builds a kindling guest kernel from Debian's linux-source-6.1 and caches it.
 #
-#   guest/kernel/build-kernel.sh        -> prints the cache directory holding
-#                                          bzImage, vmlinux, config, build-info
+#   guest/kernel/build-kernel.sh [FLAVOR]  -> prints the cache directory holding
+#                                             bzImage, vmlinux, config, build-info
 #
-# Base config: `make tinyconfig` + configs/guest-kernel.config, then olddefconfig.
+# Flavors (the config is `make tinyconfig` + the fragments, in order, then olddefconfig):
+#   default  configs/guest-kernel.config: MP table + command-line devices, and ACPI
+#   acpi     the same + configs/guest-kernel-acpi.config: ACPI only (no MP table parser, no
+#            command-line devices), PVH entry, i8042 + AT keyboard, as distro kernels
 # Cache: $KINDLING_CACHE (default ~/.cache/kindling)
 #   src/linux-source-6.1-<pkgver>/  extracted source, shared by every build (read only)
-#   kbuild-<pkgver>/                out-of-tree object dir, reused so a config change only
-#                                   recompiles what it touches
+#   kbuild-<pkgver>/<flavor>/       out-of-tree object dir per flavor, reused so a config
+#                                   change only recompiles what it touches
 #   kernel-<key>/                   finished artifacts; key = sha256 of (package version,
-#                                   fragment, this script). Appears only complete (staged in
+#                                   flavor, its fragments, this script). Appears only complete (staged in
 #                                   a temp dir and renamed), so an interrupted build never
 #                                   leaves a half artifact. A second run with unchanged
 #                                   inputs only prints this path.
@@ -19,16 +22,24 @@
 # (default 3) most recently used kernel-<key>/ folders (and their logs) are kept, and the source
 # and object folders of other linux-source package versions are removed.
 # Environment: KINDLING_CACHE, KINDLING_KERNEL_JOBS (default nproc), KINDLING_KERNEL_NICE
-# (default 10), KINDLING_KERNEL_KEEP (default 3).
+# (default 10), KINDLING_KERNEL_KEEP (default 4: two flavors).
 set -euo pipefail
 
 script_path="$(readlink -f "${BASH_SOURCE[0]}")"
 repo_root="$(cd "$(dirname "$script_path")/../.." && pwd)"
-fragment="$repo_root/configs/guest-kernel.config"
+flavor="${1:-default}"
+case "$flavor" in
+  default) fragments=("$repo_root/configs/guest-kernel.config") ;;
+  acpi) fragments=("$repo_root/configs/guest-kernel.config" "$repo_root/configs/guest-kernel-acpi.config") ;;
+  *)
+    echo "build-kernel: error: unknown flavor '$flavor' (default or acpi)" >&2
+    exit 2
+    ;;
+esac
 cache="${KINDLING_CACHE:-$HOME/.cache/kindling}"
 jobs="${KINDLING_KERNEL_JOBS:-$(nproc)}"
 niceness="${KINDLING_KERNEL_NICE:-10}"
-keep="${KINDLING_KERNEL_KEEP:-3}"
+keep="${KINDLING_KERNEL_KEEP:-4}"
 source_pkg=linux-source-6.1
 tarball="/usr/src/$source_pkg.tar.xz"
 
@@ -41,10 +52,10 @@ die() {
 pkgver="$(dpkg-query -W -f='${Version}' "$source_pkg" 2>/dev/null)" ||
   die "$source_pkg is not installed (make deps)"
 [[ -r "$tarball" ]] || die "$tarball missing (reinstall $source_pkg)"
-[[ -r "$fragment" ]] || die "$fragment missing"
+for f in "${fragments[@]}"; do [[ -r "$f" ]] || die "$f missing"; done
 [[ "$keep" =~ ^[1-9][0-9]*$ ]] || die "KINDLING_KERNEL_KEEP must be a positive integer"
 
-key="$( { printf '%s %s\n' "$source_pkg" "$pkgver"; cat "$fragment" "$script_path"; } |
+key="$( { printf '%s %s %s\n' "$source_pkg" "$pkgver" "$flavor"; cat "${fragments[@]}" "$script_path"; } |
   sha256sum | cut -c1-16)"
 out="$cache/kernel-$key"
 
@@ -78,7 +89,8 @@ if [[ ! -f "$src/Makefile" ]]; then
   rmdir "$tmp_src"
 fi
 
-obj="$cache/kbuild-$pkgver"
+obj_root="$cache/kbuild-$pkgver"
+obj="$obj_root/$flavor"
 # An interrupted build may have left truncated objects behind: start that dir afresh.
 if [[ -e "$obj/.kindling-incomplete" ]]; then
   say "previous build in $obj was interrupted: removing it"
@@ -95,13 +107,19 @@ on_fail() {
 }
 trap on_fail ERR
 
-say "configuring (tinyconfig + $(basename "$fragment")), log: $log"
+say "configuring $flavor (tinyconfig + $(for f in "${fragments[@]}"; do basename "$f"; done | paste -sd+)), log: $log"
 kmake tinyconfig
-"$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "$fragment" >>"$log" 2>&1
+"$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "${fragments[@]}" >>"$log" 2>&1
 kmake olddefconfig
 
-# Every line of the fragment must have taken effect: a silently dropped option (unmet
-# dependency, renamed symbol) would otherwise surface as a guest that cannot boot.
+# Every setting of the fragments (the last one wins where a later fragment overrides an
+# earlier one) must have taken effect: a silently dropped option (unmet dependency, renamed
+# symbol) would otherwise surface as a guest that cannot boot.
+effective="$(cat "${fragments[@]}" | awk '
+  match($0, /^CONFIG_[A-Za-z0-9_]+=/) { sym = substr($0, 1, RLENGTH - 1) }
+  match($0, /^# CONFIG_[A-Za-z0-9_]+ is not set$/) { sym = $2 }
+  sym != "" { if (!(sym in last)) order[n++] = sym; last[sym] = $0; sym = "" }
+  END { for (i = 0; i < n; i++) print last[order[i]] }')"
 bad=0
 while IFS= read -r line; do
   if [[ "$line" =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]]; then
@@ -116,8 +134,8 @@ while IFS= read -r line; do
       bad=1
     fi
   fi
-done <"$fragment"
-[[ $bad == 0 ]] || die "the merged .config does not honour $fragment (see above)"
+done <<<"$effective"
+[[ $bad == 0 ]] || die "the merged .config does not honour the $flavor fragments (see above)"
 
 say "building bzImage + vmlinux with -j$jobs (nice $niceness); this takes minutes"
 start=$(date +%s)
@@ -147,7 +165,8 @@ cp "$obj/.config" "$stage/config"
 cat >"$stage/build-info" <<INFO
 source: $source_pkg $pkgver
 key: $key
-fragment: $fragment
+flavor: $flavor
+fragments: ${fragments[*]}
 build_seconds: $seconds
 jobs: $jobs
 built: $(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -159,6 +178,6 @@ mv -T "$stage" "$out"
 rm -f "$obj/.kindling-incomplete"
 
 # Prune (the build lock is held).
-"$repo_root/guest/kernel/prune-cache.sh" "$cache" "$keep" "$src" "$obj" >&2
+"$repo_root/guest/kernel/prune-cache.sh" "$cache" "$keep" "$src" "$obj_root" >&2
 say "built in ${seconds}s: $out (bzImage $(stat -c %s "$out/bzImage") bytes, vmlinux $(stat -c %s "$out/vmlinux") bytes)"
 echo "$out"

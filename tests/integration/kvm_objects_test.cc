@@ -88,7 +88,7 @@ TEST_F(KvmObjectsTest, VmPlumbingAndVcpuSetup) {
   entry.gdt_base = 0x500;
   entry.gdt_limit = 31;
   entry.idt_base = 0x520;
-  ASSERT_TRUE(vcpu->setup_long_mode(entry));
+  ASSERT_TRUE(vcpu->setup_boot_cpu(entry));
   auto regs = vcpu->get_regs();
   ASSERT_TRUE(regs);
   EXPECT_EQ(regs->rip, 0x100000u);

@@ -24,8 +24,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // The guest's /init reads kindling.check=...; `quiet` keeps the console (an exit per byte on
-// PVM hosts) short.
-constexpr const char* kBaseCmdline = "console=ttyS0 reboot=k panic=-1 acpi=off pci=off quiet";
+// PVM hosts) short. kindling's default line, so the kernels read the ACPI tables.
+constexpr const char* kBaseCmdline = "console=ttyS0 reboot=k panic=-1 pci=off quiet";
 constexpr const char* kMem = "128M";
 // kindling's own --timeout, and the deadline after which the test kills it.
 constexpr int kGuestTimeoutS = 150;
@@ -76,14 +76,16 @@ class LinuxBootTest : public ::testing::Test {
     }
   }
 
-  // Boots vmlinux with `args` appended and the checks `checks` on the command line.
-  ChildResult boot(const std::vector<std::string>& args, const std::string& checks) {
-    std::vector<std::string> argv = {
-        KINDLING_BIN, "run",
-        "--kernel",   guest("vmlinux"),
-        "--mem",      kMem,
-        "--timeout",  std::to_string(kGuestTimeoutS),
-        "--cmdline",  std::string(kBaseCmdline) + " kindling.check=" + checks};
+  // Boots `kernel` (default: the first kernel's vmlinux) with `args` appended and the checks
+  // `checks` on the command line (after `cmdline`).
+  ChildResult boot(const std::vector<std::string>& args, const std::string& checks,
+                   const std::string& kernel = guest("vmlinux"),
+                   const std::string& cmdline = kBaseCmdline, int timeout_s = kGuestTimeoutS) {
+    std::vector<std::string> argv = {KINDLING_BIN, "run",
+                                     "--kernel",   kernel,
+                                     "--mem",      kMem,
+                                     "--timeout",  std::to_string(timeout_s),
+                                     "--cmdline",  cmdline + " kindling.check=" + checks};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_kindling(argv);
   }
@@ -109,15 +111,32 @@ class LinuxBootTest : public ::testing::Test {
 };
 
 TEST_F(LinuxBootTest, RootOnVirtioBlkReachesInit) {
-  const ChildResult r = boot({"--disk", guest("rootfs.img") + ",ro", "--root"}, "root-vda");
+  // This kernel reads both the ACPI tables (DSDT) and the command-line devices: the disk is
+  // described twice and must still be one disk.
+  const ChildResult r =
+      boot({"--disk", guest("rootfs.img") + ",ro", "--root"}, "root-vda,acpi=on,disks=1");
   expect_pass(r);
   EXPECT_NE(r.out.find("init: root-vda: / is on vda"), std::string::npos) << tail(r.out);
+  EXPECT_NE(r.out.find("init: acpi: on"), std::string::npos) << tail(r.out);
 }
 
-// One initrd-only boot (no disk, 1 CPU) serves two checks: user space runs from the initramfs
-// alone, and the boot-timer port reports a time within the run.
+// --no-acpi: no tables, so the kernel falls back to the MP table (2 CPUs) and the
+// command-line devices.
+TEST_F(LinuxBootTest, NoAcpiBootsFromTheMpTable) {
+  const ChildResult r =
+      boot({"--no-acpi", "--cpus", "2", "--disk", guest("rootfs.img") + ",ro", "--root"},
+           "root-vda,acpi=off,disks=1,cpus=2");
+  expect_pass(r);
+  EXPECT_NE(r.out.find("init: acpi: off"), std::string::npos) << tail(r.out);
+  EXPECT_NE(r.out.find("init: cpus: 2 online"), std::string::npos) << tail(r.out);
+}
+
+// One initrd-only boot (no disk, 1 CPU) serves three checks: user space runs from the
+// initramfs alone, the boot-timer port reports a time within the run, and `acpi=off` on the
+// command line still boots (MP table) with the tables present.
 TEST_F(LinuxBootTest, InitrdOnlyBootReportsBootTime) {
-  const ChildResult r = boot({"--initrd", guest("initramfs.cpio")}, "cpus=1");
+  const ChildResult r = boot({"--initrd", guest("initramfs.cpio")}, "cpus=1,acpi=off,disks=0",
+                             guest("vmlinux"), std::string(kBaseCmdline) + " acpi=off");
   expect_pass(r);
   EXPECT_NE(r.out.find("init: cpus: 1 online"), std::string::npos) << tail(r.out);
   const auto t = boot_timer_seconds(r.out);
@@ -132,7 +151,7 @@ TEST_F(LinuxBootTest, GuestWritesPatternToSecondDisk) {
   ASSERT_TRUE(pattern && !pattern->empty());
   const ChildResult r =
       boot({"--disk", guest("rootfs.img") + ",ro", "--root", "--disk", data.path()},
-           "root-vda,write-vdb");
+           "root-vda,write-vdb,disks=2");
   expect_pass(r);
   EXPECT_NE(r.out.find("init: write-vdb: wrote and read back"), std::string::npos);
   data.shadow_write(0, reinterpret_cast<const uint8_t*>(pattern->data()), pattern->size());
@@ -167,9 +186,10 @@ TEST_F(LinuxBootTest, JsonConfigLaunch) {
   EXPECT_NE(r.out.find("init: root-vda: / is on vda"), std::string::npos) << tail(r.out);
 }
 
+// With ACPI on, this kernel takes its CPUs from the MADT (the MP table is not read).
 TEST_F(LinuxBootTest, TwoCpusOnline) {
-  const ChildResult r =
-      boot({"--cpus", "2", "--disk", guest("rootfs.img") + ",ro", "--root"}, "cpus=2,root-vda");
+  const ChildResult r = boot({"--cpus", "2", "--disk", guest("rootfs.img") + ",ro", "--root"},
+                             "cpus=2,root-vda,acpi=on");
   expect_pass(r);
   EXPECT_NE(r.out.find("init: cpus: 2 online"), std::string::npos) << tail(r.out);
 }
@@ -182,6 +202,126 @@ TEST_F(LinuxBootTest, FailedCheckIsAFailVerdict) {
   EXPECT_NE(r.out.find("KINDLING-VERDICT: FAIL"), std::string::npos) << tail(r.out);
   EXPECT_EQ(r.out.find("KINDLING-VERDICT: PASS"), std::string::npos) << tail(r.out);
 }
+
+// The second kernel (guest/make-guest.sh's acpi/): configured as Firecracker's and distro
+// kernels are, it finds CPUs and disks through ACPI alone (no MP table parser, no command-line
+// devices). Booted from its vmlinux and from its bzImage (decompressed by kindling).
+class AcpiKernelBootTest : public LinuxBootTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  void SetUp() override {
+    LinuxBootTest::SetUp();
+    if (IsSkipped()) return;
+    for (const char* f : {"acpi/vmlinux", "acpi/bzImage"}) {
+      ASSERT_TRUE(fs::exists(guest(f))) << guest(f) << " is missing: `make guest` builds it";
+    }
+  }
+  std::string kernel() const { return guest(GetParam()); }
+};
+
+// Root on virtio-blk, a second disk written and checked byte for byte by the host, 2 CPUs.
+TEST_P(AcpiKernelBootTest, RootDataDiskAndTwoCpus) {
+  test::TempImage data(4 << 20);
+  const auto pattern = test::read_file(guest("pattern.bin"));
+  ASSERT_TRUE(pattern && !pattern->empty());
+  const ChildResult r =
+      boot({"--cpus", "2", "--disk", guest("rootfs.img") + ",ro", "--root", "--disk", data.path()},
+           "root-vda,write-vdb,cpus=2,disks=2,acpi=on", kernel());
+  expect_pass(r);
+  EXPECT_NE(r.out.find("init: root-vda: / is on vda"), std::string::npos) << tail(r.out);
+  EXPECT_NE(r.out.find("init: cpus: 2 online"), std::string::npos) << tail(r.out);
+  EXPECT_NE(r.out.find("init: write-vdb: wrote and read back"), std::string::npos);
+  data.shadow_write(0, reinterpret_cast<const uint8_t*>(pattern->data()), pattern->size());
+  EXPECT_TRUE(data.matches_shadow()) << "expected the pattern, then the old bytes";
+}
+
+TEST_P(AcpiKernelBootTest, EnteredThroughPvhByDefault) {
+  const ChildResult r =
+      boot({"--log-level", "info", "--disk", guest("rootfs.img") + ",ro", "--root"},
+           "root-vda,disks=1", kernel());
+  expect_pass(r);
+  EXPECT_NE(r.out.find("boot protocol pvh"), std::string::npos) << tail(r.out);
+}
+
+TEST_P(AcpiKernelBootTest, ReadOnlySecondDiskRefusesWrites) {
+  test::TempImage data(1 << 20, test::ImageFs::kDisk, 7);
+  const ChildResult r =
+      boot({"--disk", guest("rootfs.img") + ",ro", "--root", "--disk", data.path() + ",ro"},
+           "root-vda,ro-vdb,disks=2", kernel());
+  expect_pass(r);
+  EXPECT_NE(r.out.find("init: ro-vdb: write refused"), std::string::npos) << tail(r.out);
+  EXPECT_TRUE(data.matches_shadow()) << "the read-only image changed";
+}
+
+INSTANTIATE_TEST_SUITE_P(Images, AcpiKernelBootTest,
+                         ::testing::Values("acpi/vmlinux", "acpi/bzImage"), [](const auto& info) {
+                           return std::string(info.param) == "acpi/vmlinux" ? "vmlinux" : "bzImage";
+                         });
+
+// The Linux 64-bit entry still boots this kernel when asked for (auto takes its PVH entry).
+TEST_F(LinuxBootTest, AcpiKernelThroughTheLinuxEntry) {
+  const ChildResult r = boot({"--boot-protocol", "linux", "--log-level", "info", "--disk",
+                              guest("rootfs.img") + ",ro", "--root"},
+                             "root-vda,acpi=on,disks=1", guest("acpi/vmlinux"));
+  expect_pass(r);
+  EXPECT_NE(r.out.find("boot protocol linux"), std::string::npos) << tail(r.out);
+}
+
+// Without ACPI tables this kernel has no way to find its disks: the boot must not pretend.
+TEST_F(LinuxBootTest, AcpiOnlyKernelWithoutTablesFindsNoDisk) {
+  const ChildResult r = boot(
+      {"--no-acpi", "--initrd", guest("initramfs.cpio"), "--disk", guest("rootfs.img") + ",ro"},
+      "disks=0,acpi=off", guest("acpi/vmlinux"));
+  expect_pass(r);
+  EXPECT_NE(r.out.find("init: disks: 0 virtio disks"), std::string::npos) << tail(r.out);
+}
+
+// How a guest ends the VM (kindling.end= in /init: poweroff -f, reboot -f or halt -f), with
+// and without ACPI and reboot=k, and what kindling then does.
+struct PowerCase {
+  const char* name;
+  const char* kernel;  // in the guest folder
+  const char* end;     // kindling.end=
+  const char* reboot;  // the reboot= switch ("" for none: the kernel's default, ACPI first)
+  std::vector<std::string> args;
+  int timeout_s;  // kindling's --timeout
+  int exit_code;
+  const char* stopped;  // in kindling's "VM stopped ...: REASON (DETAIL)" info line
+};
+
+class PowerTest : public LinuxBootTest, public ::testing::WithParamInterface<PowerCase> {};
+
+TEST_P(PowerTest, EndsTheVmAsDocumented) {
+  const PowerCase& c = GetParam();
+  std::string cmdline = "console=ttyS0 panic=-1 pci=off quiet kindling.end=" + std::string(c.end);
+  if (*c.reboot != 0) cmdline += " reboot=" + std::string(c.reboot);
+  std::vector<std::string> args = {"--log-level", "info", "--disk", guest("rootfs.img") + ",ro",
+                                   "--root"};
+  args.insert(args.end(), c.args.begin(), c.args.end());
+  const ChildResult r = boot(args, "root-vda", guest(c.kernel), cmdline, c.timeout_s);
+  ASSERT_TRUE(r.exited) << "kindling killed after " << r.seconds << " s\n" << tail(r.out);
+  EXPECT_NE(r.out.find("KINDLING-VERDICT: PASS"), std::string::npos) << tail(r.out);
+  EXPECT_EQ(r.exit_code, c.exit_code) << tail(r.out);
+  EXPECT_NE(r.out.find(c.stopped), std::string::npos) << "want: " << c.stopped << "\n"
+                                                      << tail(r.out);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Ends, PowerTest,
+    ::testing::Values(
+        // clang-format off
+        // ACPI: power-off through the FADT's sleep control register (S5), whatever reboot= says.
+        PowerCase{"AcpiPoweroff", "acpi/vmlinux", "poweroff", "", {}, kGuestTimeoutS, 0, "guest power-off (guest powered off (ACPI S5))"},
+        PowerCase{"AcpiPoweroffRebootK", "acpi/vmlinux", "poweroff", "k", {}, kGuestTimeoutS, 0, "guest power-off (guest powered off (ACPI S5))"},
+        // ACPI: reboot through the FADT's reset register, or the i8042 with reboot=k.
+        PowerCase{"AcpiReboot", "acpi/vmlinux", "reboot", "", {}, kGuestTimeoutS, 0, "guest reset (guest reset through the ACPI reset register)"},
+        PowerCase{"AcpiRebootK", "acpi/vmlinux", "reboot", "k", {}, kGuestTimeoutS, 0, "guest reset (guest reset through the i8042)"},
+        // halt stops every CPU with interrupts off: reported, and with --exit-on-halt the end.
+        PowerCase{"AcpiHaltExitOnHalt", "acpi/vmlinux", "halt", "k", {"--exit-on-halt"}, kGuestTimeoutS, 0, "guest halted (every vCPU halted with interrupts off)"},
+        PowerCase{"AcpiHaltRuns", "acpi/vmlinux", "halt", "", {}, 40, 124, "guest halted: every vCPU stopped with interrupts off (--exit-on-halt"},
+        // Without ACPI tables a power-off can only halt ("reboot: System halted").
+        PowerCase{"NoAcpiPoweroffHalts", "vmlinux", "poweroff", "k", {"--no-acpi", "--exit-on-halt"}, kGuestTimeoutS, 0, "guest halted (every vCPU halted with interrupts off)"}  // clang-format on
+        ),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace kindling::smoke

@@ -7,10 +7,12 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "vmm/boot/acpi/tables.h"
 #include "vmm/boot/boot_params.h"
 #include "vmm/boot/bzimage.h"
 #include "vmm/boot/elf_loader.h"
 #include "vmm/boot/mptable.h"
+#include "vmm/boot/pvh.h"
 #include "vmm/boot/x86_tables.h"
 #include "vmm/layout.h"
 
@@ -36,8 +38,29 @@ const char* to_string(BootError e) {
       return "guest memory cannot hold the boot layout";
     case BootError::kBadSpec:
       return "bad boot request";
+    case BootError::kNoPvhEntry:
+      return "no PVH entry";
   }
   return "boot error";
+}
+
+const char* to_string(BootProtocol p) {
+  switch (p) {
+    case BootProtocol::kAuto:
+      return "auto";
+    case BootProtocol::kLinux:
+      return "linux";
+    case BootProtocol::kPvh:
+      return "pvh";
+  }
+  return "?";
+}
+
+std::optional<BootProtocol> parse_boot_protocol(std::string_view text) {
+  for (BootProtocol p : {BootProtocol::kAuto, BootProtocol::kLinux, BootProtocol::kPvh}) {
+    if (text == to_string(p)) return p;
+  }
+  return std::nullopt;
 }
 
 namespace {
@@ -147,13 +170,59 @@ Result<void, BootErr> load_initrd(const memory::GuestMemory& mem, const std::str
   return {};
 }
 
+// The protocol the kernel is entered with: PVH needs the note (and an entry inside the
+// kernel); auto takes it whenever the note is there.
+Result<BootProtocol, BootErr> choose_protocol(const BootSpec& spec, const LoadedKernel& k) {
+  const bool has_pvh = k.pvh_entry.has_value();
+  if (spec.protocol == BootProtocol::kPvh && !has_pvh) {
+    return fail(BootError::kNoPvhEntry, 0,
+                "kernel " + spec.kernel_path +
+                    ": --boot-protocol pvh, but the kernel has no PVH entry (no "
+                    "XEN_ELFNOTE_PHYS32_ENTRY note; built without CONFIG_PVH?)");
+  }
+  const bool pvh =
+      spec.protocol == BootProtocol::kPvh || (spec.protocol == BootProtocol::kAuto && has_pvh);
+  if (!pvh) return BootProtocol::kLinux;
+  if (*k.pvh_entry < k.start || *k.pvh_entry >= k.end) {
+    return fail(BootError::kNotKernel, 0,
+                "kernel " + spec.kernel_path + ": PVH entry " + hex(*k.pvh_entry) +
+                    " lies outside the loaded kernel");
+  }
+  return BootProtocol::kPvh;
+}
+
+// The GDT, IDT and page tables (64-bit entry), and the CPU state for `protocol`.
+BootEntry boot_entry(BootProtocol protocol, const LoadedKernel& k, uint64_t rsdp) {
+  BootEntry entry;
+  entry.protocol = protocol;
+  entry.rsp = layout::kBootStackTop;
+  entry.gdt_base = layout::kGdtAddr;
+  entry.gdt_limit = kGdtLimit;
+  entry.idt_base = layout::kIdtAddr;
+  entry.idt_limit = kIdtLimit;
+  entry.data_selector = layout::kDataSelector;
+  entry.rsdp_addr = rsdp;
+  if (protocol == BootProtocol::kPvh) {
+    entry.rip = *k.pvh_entry;
+    entry.rbx = layout::kPvhStartInfoAddr;
+    entry.code_selector = layout::kCode32Selector;
+  } else {
+    entry.rip = k.entry;
+    entry.rsi = layout::kZeroPageAddr;
+    entry.cr3 = layout::kPml4Addr;
+    entry.code_selector = layout::kCodeSelector;
+  }
+  return entry;
+}
+
 }  // namespace
 
 Result<BootEntry, BootErr> load_kernel(const memory::GuestMemory& mem, const BootSpec& spec) {
-  if (spec.vcpus == 0 || spec.vcpus > layout::kMaxVcpus) {
-    return fail(BootError::kBadSpec, 0,
-                std::to_string(spec.vcpus) + " vCPUs (must be 1.." +
-                    std::to_string(layout::kMaxVcpus) + ")");
+  const uint32_t vcpus = spec.platform.vcpus;
+  if (vcpus == 0 || vcpus > layout::kMaxVcpus) {
+    return fail(
+        BootError::kBadSpec, 0,
+        std::to_string(vcpus) + " vCPUs (must be 1.." + std::to_string(layout::kMaxVcpus) + ")");
   }
   if (low_ram_end(mem) <= layout::kHighMemStart) {
     return fail(BootError::kMemory, 0,
@@ -162,6 +231,8 @@ Result<BootEntry, BootErr> load_kernel(const memory::GuestMemory& mem, const Boo
   }
   auto kernel = load_image(mem, spec.kernel_path);
   if (!kernel) return kernel.take_error();
+  auto protocol = choose_protocol(spec, *kernel);
+  if (!protocol) return protocol.take_error();
 
   BootParamsArgs args;
   args.hdr = kernel->hdr;
@@ -170,23 +241,20 @@ Result<BootEntry, BootErr> load_kernel(const memory::GuestMemory& mem, const Boo
   if (spec.initrd_path) {
     if (auto r = load_initrd(mem, *spec.initrd_path, *kernel, args); !r) return r.take_error();
   }
+  if (spec.platform.acpi) {
+    auto rsdp = acpi::write_acpi_tables(mem, spec.platform);
+    if (!rsdp) return rsdp.take_error();
+    args.rsdp_addr = *rsdp;
+  }
   if (auto r = write_boot_params(mem, args); !r) return r.take_error();
-  if (auto r = write_mptable(mem, spec.vcpus); !r) return r.take_error();
+  if (*protocol == BootProtocol::kPvh) {
+    const PvhArgs pvh{args.cmdline_addr, args.initrd_addr, args.initrd_size, args.rsdp_addr};
+    if (auto r = write_pvh_start_info(mem, pvh); !r) return r.take_error();
+  }
+  if (auto r = write_mptable(mem, vcpus); !r) return r.take_error();
   if (auto r = write_gdt_idt(mem); !r) return r.take_error();
   if (auto r = write_page_tables(mem); !r) return r.take_error();
-
-  BootEntry entry;
-  entry.rip = kernel->entry;
-  entry.rsi = layout::kZeroPageAddr;
-  entry.rsp = layout::kBootStackTop;
-  entry.cr3 = layout::kPml4Addr;
-  entry.gdt_base = layout::kGdtAddr;
-  entry.gdt_limit = kGdtLimit;
-  entry.idt_base = layout::kIdtAddr;
-  entry.idt_limit = kIdtLimit;
-  entry.code_selector = layout::kCodeSelector;
-  entry.data_selector = layout::kDataSelector;
-  return entry;
+  return boot_entry(*protocol, *kernel, args.rsdp_addr);
 }
 
 }  // namespace kindling::vmm

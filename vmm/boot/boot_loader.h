@@ -1,14 +1,17 @@
 // Direct kernel boot: loads a bzImage or an ELF64 vmlinux (plus initrd and command line) into
-// guest memory and writes everything a 64-bit kernel expects to find at its entry: boot_params
-// with e820, an MP table, a GDT, an empty IDT and identity page tables (see vmm/layout.h).
+// guest memory and writes everything a kernel expects to find at its entry: boot_params with
+// e820, an MP table, the ACPI tables, the PVH start info, a GDT, an empty IDT and identity page
+// tables (see vmm/layout.h).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/memory/guest_memory.h"
 #include "common/result.h"
+#include "vmm/boot/platform.h"
 
 namespace kindling::vmm {
 
@@ -23,37 +26,54 @@ enum class BootError {
   kInitrd,          // the initrd does not fit below initrd_addr_max clear of the kernel
   kMemory,          // guest RAM too small for the boot layout, or a guest write failed
   kBadSpec,         // the request itself is wrong (vCPU count 0 or above 64)
+  kNoPvhEntry,      // PVH asked for, but the kernel has no PVH entry note
 };
 // A short description of the error class.
 const char* to_string(BootError e);
 // The boot loader's error type.
 using BootErr = Error<BootError>;
 
+// How the kernel is entered.
+enum class BootProtocol {
+  kAuto,   // PVH when the kernel has the PVH note (as Firecracker chooses), else Linux
+  kLinux,  // the 64-bit Linux boot protocol: long mode, RSI = boot_params
+  kPvh,    // PVH: 32-bit protected mode, paging off, EBX = hvm_start_info
+};
+// "auto", "linux" or "pvh".
+const char* to_string(BootProtocol p);
+// Parses "auto", "linux" or "pvh".
+std::optional<BootProtocol> parse_boot_protocol(std::string_view text);
+
 // What to boot.
 struct BootSpec {
   std::string kernel_path;                 // bzImage or ELF vmlinux, detected from its contents
   std::optional<std::string> initrd_path;  // optional initramfs
   std::string cmdline;                     // kernel command line (without trailing NUL)
-  uint32_t vcpus = 1;                      // vCPUs described in the MP table (1..64)
+  Platform platform;                       // CPUs and devices the MP table and ACPI describe
+  BootProtocol protocol = BootProtocol::kAuto;
 };
 
-// CPU state the boot vCPU starts with: 64-bit long mode, paging on (CR0 PE|PG, CR4 PAE,
-// EFER LME|LMA), interrupts off.
+// CPU state the boot vCPU starts with. Linux protocol: 64-bit long mode, paging on (CR0
+// PE|PG, CR4 PAE, EFER LME|LMA). PVH: flat 32-bit protected mode, paging off. Interrupts off.
 struct BootEntry {
+  BootProtocol protocol = BootProtocol::kLinux;  // kLinux or kPvh, never kAuto
   uint64_t rip = 0;
-  uint64_t rsi = 0;  // guest address of boot_params
+  uint64_t rsi = 0;  // Linux: guest address of boot_params
+  uint64_t rbx = 0;  // PVH: guest address of hvm_start_info
   uint64_t rsp = 0;
   uint64_t cr3 = 0;
   uint64_t gdt_base = 0;
   uint16_t gdt_limit = 0;
   uint64_t idt_base = 0;
   uint16_t idt_limit = 0;
-  uint16_t code_selector = 0x10;
+  uint16_t code_selector = 0x10;  // 64-bit code (Linux) or 32-bit code (PVH)
   uint16_t data_selector = 0x18;
+  uint64_t rsdp_addr = 0;  // the ACPI RSDP kindling wrote, 0 for none
 };
 
-// Loads kernel (+initrd, cmdline), writes boot_params with e820, the MP table for spec.vcpus,
-// GDT, IDT, page tables. Every bad input is a BootErr naming the file and the reason.
+// Loads kernel (+initrd, cmdline), writes boot_params with e820, the MP table and (unless
+// spec.platform.acpi is off) the ACPI tables for spec.platform, the PVH start info for a PVH
+// entry, GDT, IDT, page tables. Every bad input is a BootErr naming the file and the reason.
 Result<BootEntry, BootErr> load_kernel(const memory::GuestMemory& mem, const BootSpec& spec);
 
 }  // namespace kindling::vmm

@@ -85,6 +85,7 @@ Result<void, BootErr> write_boot_params(const memory::GuestMemory& mem,
   bp.hdr.ramdisk_size = static_cast<uint32_t>(args.initrd_size);
   bp.ext_ramdisk_image = static_cast<uint32_t>(args.initrd_addr >> 32);
   bp.ext_ramdisk_size = static_cast<uint32_t>(args.initrd_size >> 32);
+  bp.acpi_rsdp_addr = args.rsdp_addr;
 
   auto map = build_e820(mem);
   std::copy(map.begin(), map.end(), bp.e820_table);

@@ -41,6 +41,7 @@ struct BootParamsArgs {
   uint64_t cmdline_addr = 0;  // where the NUL-terminated command line is
   uint64_t initrd_addr = 0;   // 0 when there is no initrd
   uint64_t initrd_size = 0;
+  uint64_t rsdp_addr = 0;  // the ACPI RSDP (boot_params.acpi_rsdp_addr), 0 for none
 };
 
 // Builds the zero page and writes it at layout::kZeroPageAddr.

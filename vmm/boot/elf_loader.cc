@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "vmm/boot/boot_params.h"
+#include "vmm/boot/pvh.h"
 #include "vmm/layout.h"
 
 namespace kindling::vmm {
@@ -114,11 +115,11 @@ Result<LoadedKernel, BootErr> load_elf(const memory::GuestMemory& mem,
   if (auto r = check_header(image, who, ehdr); !r) return r.take_error();
 
   // GUEST: the program headers come from the kernel file; each is checked before use.
+  std::vector<Elf64_Phdr> phdrs(ehdr.e_phnum);
+  std::memcpy(phdrs.data(), image.data() + ehdr.e_phoff, phdrs.size() * sizeof(Elf64_Phdr));
   std::vector<Elf64_Phdr> loads;
   uint64_t total = 0;
-  for (uint16_t i = 0; i < ehdr.e_phnum; ++i) {
-    Elf64_Phdr ph;
-    std::memcpy(&ph, image.data() + ehdr.e_phoff + uint64_t{i} * sizeof(ph), sizeof(ph));
+  for (const Elf64_Phdr& ph : phdrs) {
     if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
     total += std::min<uint64_t>(ph.p_memsz, std::numeric_limits<uint64_t>::max() - total);
     loads.push_back(ph);
@@ -143,6 +144,9 @@ Result<LoadedKernel, BootErr> load_elf(const memory::GuestMemory& mem,
   if (!entry) return entry.take_error();
   k.entry = *entry;
   k.hdr = elf_setup_header();
+  auto pvh = find_pvh_entry(image, phdrs, who);
+  if (!pvh) return pvh.take_error();
+  k.pvh_entry = *pvh;
   return k;
 }
 

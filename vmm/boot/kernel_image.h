@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "common/hex.h"
@@ -21,6 +22,7 @@ struct LoadedKernel {
   uint64_t start = 0;  // lowest guest address the kernel occupies
   uint64_t end = 0;    // one past the highest address it occupies or may use (bss, init_size)
   setup_header hdr{};  // setup header for boot_params: the bzImage's own, or one made for an ELF
+  std::optional<uint64_t> pvh_entry;  // 32-bit PVH entry from the ELF's Xen note, if any
 };
 
 // One past the last byte of the RAM region at guest address 0, clipped to the MMIO hole;

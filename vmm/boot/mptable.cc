@@ -4,6 +4,7 @@
 #include <numeric>
 #include <vector>
 
+#include "vmm/boot/platform.h"
 #include "vmm/layout.h"
 
 namespace kindling::vmm {
@@ -47,7 +48,7 @@ Entries table_entries(uint32_t vcpus) {
   for (uint32_t i = 0; i < vcpus; ++i) {
     MpProcessorEntry cpu{};
     cpu.type = kMpProcessor;
-    cpu.apic_id = static_cast<uint8_t>(i);
+    cpu.apic_id = apic_id(i);
     cpu.apic_version = kMpLapicVersion;
     cpu.cpu_flags = kMpCpuEnabled | (i == 0 ? kMpCpuBsp : 0);
     cpu.cpu_signature = kCpuSignature;
@@ -62,7 +63,7 @@ Entries table_entries(uint32_t vcpus) {
 
   MpIoapicEntry ioapic{};
   ioapic.type = kMpIoapic;
-  ioapic.apic_id = mp_ioapic_id(vcpus);
+  ioapic.apic_id = ioapic_id(vcpus);
   ioapic.apic_version = kMpIoapicVersion;
   ioapic.flags = 1;
   ioapic.apic_addr = static_cast<uint32_t>(layout::kIoapicAddr);

@@ -3,9 +3,9 @@
 // on-wire structs are defined here, each citing its spec section.
 //
 // What kindling describes:
-//  - one processor entry per vCPU, local APIC id = vCPU index, the BSP (id 0) flagged;
+//  - one processor entry per vCPU with its APIC id (vmm/boot/platform.h), the BSP flagged;
 //  - one ISA bus (id 0);
-//  - one I/O APIC at 0xFEC00000 with id = number of vCPUs (the first id no CPU uses);
+//  - one I/O APIC at 0xFEC00000 with platform.h's ioapic_id (the first id no CPU uses);
 //  - 24 I/O interrupt entries: ISA IRQ n -> I/O APIC pin n for n = 0..23, edge-triggered and
 //    active-high. GSI 0 is NOT overridden to pin 2: KVM's default GSI routing (no
 //    KVM_SET_GSI_ROUTING) sends the in-kernel PIT's GSI 0 to pin 0, so the identity table is
@@ -114,10 +114,6 @@ inline constexpr uint8_t kMpCpuBsp = 0x2;
 inline constexpr uint8_t kMpLapicVersion = 0x14;
 inline constexpr uint8_t kMpIoapicVersion = 0x11;
 
-// The I/O APIC id announced for `vcpus` vCPUs (the first unused APIC id).
-inline constexpr uint8_t mp_ioapic_id(uint32_t vcpus) {
-  return static_cast<uint8_t>(vcpus);
-}
 // Writes the floating pointer at layout::kMpTableAddr and the config table after it.
 // `vcpus` must be 1..layout::kMaxVcpus.
 Result<void, BootErr> write_mptable(const memory::GuestMemory& mem, uint32_t vcpus);

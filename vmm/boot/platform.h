@@ -21,9 +21,9 @@ struct MmioSlot {
 
 // What the boot tables describe.
 struct Platform {
-  uint32_t vcpus = 1;                // vCPU i has APIC ID apic_id(i); vCPU 0 is the BSP
+  uint32_t vcpus = 1;                 // vCPU i has APIC ID apic_id(i); vCPU 0 is the BSP
   std::vector<MmioSlot> virtio_mmio;  // one per disk, in attach order (vda, vdb, ...)
-  bool acpi = true;                  // write the ACPI tables (--no-acpi: MP table only)
+  bool acpi = true;                   // write the ACPI tables (--no-acpi: MP table only)
 };
 
 // The local APIC ID of vCPU `index` (what CPUID leaves 1 and 0xB report for it).

@@ -16,7 +16,7 @@ constexpr uint64_t kTableBytes = kEntriesPerTable * sizeof(uint64_t);
 }  // namespace
 
 Result<void, BootErr> write_gdt_idt(const memory::GuestMemory& mem) {
-  const std::array<uint64_t, layout::kGdtEntries> gdt = {0, 0, layout::kGdtCode64,
+  const std::array<uint64_t, layout::kGdtEntries> gdt = {0, layout::kGdtCode32, layout::kGdtCode64,
                                                          layout::kGdtData};
   if (auto r = mem.write_obj(memory::GuestAddress(layout::kGdtAddr), gdt); !r) {
     return memory_error(r.error(), "GDT");

@@ -30,9 +30,9 @@ Exit status: 0 guest reset or power-off, N from the guest's exit port (0xF4), 1 
 // bad value gets the same kind of message).
 struct RunFlags {
   std::string kernel, initrd, cmdline, mem, cpus, config, console_log, timeout, log_level;
-  std::string io_engine;
+  std::string io_engine, boot_protocol;
   std::vector<std::string> disks;
-  bool root = false, stats = false, no_merge = false;
+  bool root = false, stats = false, no_merge = false, no_acpi = false, exit_on_halt = false;
 };
 
 Result<int64_t, ConfigErr> parse_integer(const std::string& text, const std::string& what) {
@@ -100,6 +100,9 @@ Result<void, ConfigErr> apply_flags(const RunFlags& f, const CLI::App& run, VmCo
   if (f.no_merge) {
     for (DriveConfig& d : cfg.drives) d.merge = false;
   }
+  if (f.no_acpi) cfg.acpi = false;
+  if (f.exit_on_halt) cfg.exit_on_halt = true;
+  if (given("--boot-protocol")) cfg.boot_protocol = f.boot_protocol;
   return {};
 }
 
@@ -109,8 +112,7 @@ void add_run_flags(CLI::App& run, RunFlags& f) {
   run.add_option("--initrd", f.initrd, "Initial ramdisk loaded below the top of RAM")
       ->type_name("PATH");
   run.add_option("--cmdline", f.cmdline,
-                 "Kernel command line (default: console=ttyS0 reboot=k panic=-1 acpi=off "
-                 "pci=off quiet)")
+                 "Kernel command line (default: console=ttyS0 reboot=k panic=-1 pci=off quiet)")
       ->type_name("STR");
   run.add_option("--mem", f.mem, "Guest RAM: 256M, 1G or a number of MiB (default 256M)")
       ->type_name("SIZE");
@@ -135,6 +137,16 @@ void add_run_flags(CLI::App& run, RunFlags& f) {
       ->type_name("ENGINE")
       ->check(CLI::IsMember({"libaio", "sync"}));
   run.add_flag("--no-merge", f.no_merge, "Do not merge adjacent disk requests");
+  run.add_flag("--no-acpi", f.no_acpi,
+               "No ACPI tables: the guest finds CPUs and disks through the MP table and the "
+               "command line only");
+  run.add_flag("--exit-on-halt", f.exit_on_halt,
+               "End the VM (exit 0) when every vCPU has halted with interrupts off");
+  run.add_option("--boot-protocol", f.boot_protocol,
+                 "Kernel entry: auto (PVH when the kernel has a PVH note, else linux), linux "
+                 "(64-bit boot protocol) or pvh")
+      ->type_name("PROTO")
+      ->check(CLI::IsMember({"auto", "linux", "pvh"}));
 }
 
 }  // namespace

@@ -168,6 +168,11 @@ Result<void, ConfigErr> validate_config(const VmConfig& config) {
     return fail(ConfigError::kInvalid, 0,
                 "log level \"" + config.log_level + "\": expected error, warn, info or debug");
   }
+  if (config.boot_protocol != "auto" && config.boot_protocol != "linux" &&
+      config.boot_protocol != "pvh") {
+    return fail(ConfigError::kInvalid, 0,
+                "boot protocol \"" + config.boot_protocol + "\": expected auto, linux or pvh");
+  }
   return check_drives(config.drives);
 }
 

@@ -34,6 +34,9 @@ struct VmConfig {
   std::optional<double> timeout_s;         // stop the VM after this many seconds
   bool stats = false;                      // print per-disk statistics on exit
   std::string log_level = "warn";
+  bool acpi = true;                    // write ACPI tables (--no-acpi: MP table only)
+  bool exit_on_halt = false;           // a guest halted for good (all vCPUs, IF=0) ends the VM
+  std::string boot_protocol = "auto";  // "auto", "linux" or "pvh" (vmm/boot/boot_loader.h)
 };
 
 enum class ConfigError {

@@ -258,10 +258,19 @@ Result<void, ConfigErr> parse_drives(const json& v, const std::string& base_dir,
   return check_drives(cfg.drives);
 }
 
-// kindling's own settings: {"console_log": PATH, "timeout_s": SECONDS, "merge": BOOL}.
+// kindling's own settings: {"console_log": PATH, "timeout_s": SECONDS, "merge": BOOL,
+// "acpi": BOOL, "boot_protocol": "auto"|"linux"|"pvh", "exit_on_halt": BOOL}.
 Result<void, ConfigErr> parse_kindling(const json& v, const std::string& base_dir, VmConfig& cfg) {
   if (v.is_null()) return {};
-  KINDLING_TRY(r, ObjectReader::open(v, "kindling", {"console_log", "timeout_s", "merge"}));
+  KINDLING_TRY(r, ObjectReader::open(v, "kindling",
+                                     {"console_log", "timeout_s", "merge", "acpi", "boot_protocol",
+                                      "exit_on_halt"}));
+  KINDLING_TRY(exit_on_halt, r.opt_bool("exit_on_halt", false));
+  cfg.exit_on_halt = exit_on_halt;
+  KINDLING_TRY(acpi, r.opt_bool("acpi", true));
+  cfg.acpi = acpi;
+  KINDLING_TRY(protocol, r.one_of("boot_protocol", {"auto", "linux", "pvh"}, "auto"));
+  cfg.boot_protocol = protocol;
   KINDLING_TRY(log_path, r.opt_string("console_log"));
   if (log_path) {
     if (log_path->empty()) {

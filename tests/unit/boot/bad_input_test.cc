@@ -15,6 +15,7 @@ namespace {
 
 using test::BzImageSpec;
 using test::ElfSegment;
+using test::make_spec;
 using test::TempFile;
 
 constexpr uint64_t kMiB = 1ULL << 20;
@@ -138,7 +139,7 @@ TEST_P(BadKernelTest, IsRejectedWithFileAndReason) {
   auto mem = memory::GuestMemory::create_ram(128 * kMiB);
   ASSERT_TRUE(mem.has_value());
   TempFile f(c.image());
-  auto r = load_kernel(*mem, BootSpec{f.path(), std::nullopt, "console=ttyS0", 1});
+  auto r = load_kernel(*mem, make_spec(f.path(), std::nullopt, "console=ttyS0", 1));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, c.code) << r.error().message();
   std::string msg = r.error().message();
@@ -168,13 +169,13 @@ class BadSpecTest : public ::testing::Test {
 };
 
 TEST_F(BadSpecTest, MissingKernel) {
-  auto e = expect_error(BootSpec{"/nonexistent/vmlinux", std::nullopt, "", 1}, BootError::kOpen);
+  auto e = expect_error(make_spec("/nonexistent/vmlinux", std::nullopt, "", 1), BootError::kOpen);
   EXPECT_EQ(e.sys_errno, ENOENT);
   EXPECT_NE(e.message().find("/nonexistent/vmlinux"), std::string::npos);
 }
 
 TEST_F(BadSpecTest, KernelIsADirectory) {
-  auto e = expect_error(BootSpec{"/tmp", std::nullopt, "", 1}, BootError::kRead);
+  auto e = expect_error(make_spec("/tmp", std::nullopt, "", 1), BootError::kRead);
   EXPECT_NE(e.message().find("not a regular file"), std::string::npos);
 }
 
@@ -182,7 +183,7 @@ TEST_F(BadSpecTest, UnreadableKernel) {
   if (geteuid() == 0) GTEST_SKIP() << "root reads files regardless of their mode";
   TempFile f(test::make_simple_elf());
   chmod(f.path().c_str(), 0);
-  auto e = expect_error(BootSpec{f.path(), std::nullopt, "", 1}, BootError::kOpen);
+  auto e = expect_error(make_spec(f.path(), std::nullopt, "", 1), BootError::kOpen);
   EXPECT_EQ(e.sys_errno, EACCES);
 }
 
@@ -190,7 +191,7 @@ TEST_F(BadSpecTest, KernelFileLargerThanRam) {
   auto small = memory::GuestMemory::create_ram(4 * kMiB);
   ASSERT_TRUE(small.has_value());
   TempFile big(std::vector<uint8_t>(5 * kMiB, 0));
-  auto r = load_kernel(*small, BootSpec{big.path(), std::nullopt, "", 1});
+  auto r = load_kernel(*small, make_spec(big.path(), std::nullopt, "", 1));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, BootError::kTooLarge);
   EXPECT_NE(r.error().message().find(big.path()), std::string::npos);
@@ -200,39 +201,39 @@ TEST_F(BadSpecTest, CmdlineLongerThanCmdlineSize) {
   BzImageSpec s;
   s.cmdline_size = 16;
   TempFile f(test::make_bzimage(s));
-  ASSERT_TRUE(load_kernel(*mem_, BootSpec{f.path(), std::nullopt, std::string(16, 'a'), 1}));
-  auto e = expect_error(BootSpec{f.path(), std::nullopt, std::string(17, 'a'), 1},
+  ASSERT_TRUE(load_kernel(*mem_, make_spec(f.path(), std::nullopt, std::string(16, 'a'), 1)));
+  auto e = expect_error(make_spec(f.path(), std::nullopt, std::string(17, 'a'), 1),
                         BootError::kCmdlineTooLong);
   EXPECT_NE(e.message().find("at most 16"), std::string::npos) << e.message();
 }
 
 TEST_F(BadSpecTest, CmdlineLongerThan4KiB) {
-  expect_error(BootSpec{elf_.path(), std::nullopt, std::string(4096, 'a'), 1},
+  expect_error(make_spec(elf_.path(), std::nullopt, std::string(4096, 'a'), 1),
                BootError::kCmdlineTooLong);
 }
 
 TEST_F(BadSpecTest, VcpuCounts) {
-  expect_error(BootSpec{elf_.path(), std::nullopt, "", 0}, BootError::kBadSpec);
-  expect_error(BootSpec{elf_.path(), std::nullopt, "", 65}, BootError::kBadSpec);
-  EXPECT_TRUE(load_kernel(*mem_, BootSpec{elf_.path(), std::nullopt, "", 64}).has_value());
+  expect_error(make_spec(elf_.path(), std::nullopt, "", 0), BootError::kBadSpec);
+  expect_error(make_spec(elf_.path(), std::nullopt, "", 65), BootError::kBadSpec);
+  EXPECT_TRUE(load_kernel(*mem_, make_spec(elf_.path(), std::nullopt, "", 64)).has_value());
 }
 
 TEST_F(BadSpecTest, RamTooSmallForTheBootLayout) {
   auto tiny = memory::GuestMemory::create_ram(1 * kMiB);
   ASSERT_TRUE(tiny.has_value());
-  auto r = load_kernel(*tiny, BootSpec{elf_.path(), std::nullopt, "", 1});
+  auto r = load_kernel(*tiny, make_spec(elf_.path(), std::nullopt, "", 1));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, BootError::kMemory);
 }
 
 TEST_F(BadSpecTest, MissingInitrd) {
-  auto e = expect_error(BootSpec{elf_.path(), "/nonexistent/initrd", "", 1}, BootError::kOpen);
+  auto e = expect_error(make_spec(elf_.path(), "/nonexistent/initrd", "", 1), BootError::kOpen);
   EXPECT_NE(e.message().find("initrd /nonexistent/initrd"), std::string::npos) << e.message();
 }
 
 TEST_F(BadSpecTest, InitrdLargerThanRam) {
   TempFile rd(std::vector<uint8_t>(33 * kMiB, 0));
-  auto e = expect_error(BootSpec{elf_.path(), rd.path(), "", 1}, BootError::kTooLarge);
+  auto e = expect_error(make_spec(elf_.path(), rd.path(), "", 1), BootError::kTooLarge);
   EXPECT_NE(e.message().find(rd.path()), std::string::npos);
 }
 
@@ -240,13 +241,13 @@ TEST_F(BadSpecTest, InitrdThatDoesNotFitAboveTheKernel) {
   // 32 MiB RAM, kernel at 16 MiB..17 MiB: a 16 MiB initrd cannot sit above it.
   TempFile kernel(test::make_elf({{0x1000000, 0x1000000, 0x10, kMiB}}, 0x1000000));
   TempFile rd(std::vector<uint8_t>(16 * kMiB, 0));
-  auto e = expect_error(BootSpec{kernel.path(), rd.path(), "", 1}, BootError::kInitrd);
+  auto e = expect_error(make_spec(kernel.path(), rd.path(), "", 1), BootError::kInitrd);
   EXPECT_NE(e.message().find("do not fit"), std::string::npos) << e.message();
 }
 
 TEST_F(BadSpecTest, EmptyInitrd) {
   TempFile rd(std::vector<uint8_t>{});
-  expect_error(BootSpec{elf_.path(), rd.path(), "", 1}, BootError::kInitrd);
+  expect_error(make_spec(elf_.path(), rd.path(), "", 1), BootError::kInitrd);
 }
 
 TEST(BootErrorText, EveryCodeHasText) {

@@ -13,9 +13,22 @@
 #include "tests/support/elf_image.h"
 #include "vmm/boot/bzimage.h"
 
+#include "vmm/boot/boot_loader.h"
+
 namespace kindling::vmm::test {
 
 // A file under $TMPDIR with the given contents, removed on destruction.
+// A boot request for `vcpus` vCPUs, no disks, ACPI on, protocol auto.
+inline BootSpec make_spec(std::string kernel, std::optional<std::string> initrd,
+                          std::string cmdline, uint32_t vcpus) {
+  BootSpec spec;
+  spec.kernel_path = std::move(kernel);
+  spec.initrd_path = std::move(initrd);
+  spec.cmdline = std::move(cmdline);
+  spec.platform.vcpus = vcpus;
+  return spec;
+}
+
 class TempFile {
  public:
   explicit TempFile(const std::vector<uint8_t>& bytes) {

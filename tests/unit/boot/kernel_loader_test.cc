@@ -32,7 +32,7 @@ class KernelLoaderTest : public ::testing::Test {
     spec.kernel_path = kernel;
     spec.cmdline = std::move(cmdline);
     spec.initrd_path = std::move(initrd);
-    spec.vcpus = vcpus;
+    spec.platform.vcpus = vcpus;
     return load_kernel(*mem_, spec);
   }
   boot_params zero_page() { return *mem_->read_obj<boot_params>(memory::GuestAddress(0x7000)); }

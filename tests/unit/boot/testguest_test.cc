@@ -5,10 +5,13 @@
 #include <fstream>
 #include <iterator>
 
+#include "boot_test_util.h"
 #include "vmm/boot/boot_loader.h"
 
 namespace kindling::vmm {
 namespace {
+
+using test::make_spec;
 
 TEST(TestGuest, IsAnElf64KernelLinkedAtOneMiB) {
   std::ifstream in(KINDLING_TESTGUEST_ELF, std::ios::binary);
@@ -24,7 +27,7 @@ TEST(TestGuest, IsAnElf64KernelLinkedAtOneMiB) {
 
   auto mem = memory::GuestMemory::create_ram(64 << 20);
   ASSERT_TRUE(mem.has_value());
-  auto e = load_kernel(*mem, BootSpec{KINDLING_TESTGUEST_ELF, std::nullopt, "test=hello", 2});
+  auto e = load_kernel(*mem, make_spec(KINDLING_TESTGUEST_ELF, std::nullopt, "test=hello", 2));
   ASSERT_TRUE(e.has_value()) << e.error().message();
   EXPECT_EQ(e->rip, 0x100000u);
   // The first loaded bytes are the entry code from the file's first PT_LOAD.

@@ -70,7 +70,7 @@ TEST_F(X86TablesTest, GdtAndIdt) {
   auto gdt = mem_->read_obj<std::array<uint64_t, 4>>(memory::GuestAddress(layout::kGdtAddr));
   ASSERT_TRUE(gdt.has_value());
   EXPECT_EQ((*gdt)[0], 0u);
-  EXPECT_EQ((*gdt)[1], 0u);
+  EXPECT_EQ((*gdt)[layout::kCode32Selector / 8], 0x00CF9B000000FFFFULL);
   EXPECT_EQ((*gdt)[layout::kCodeSelector / 8], 0x00AF9B000000FFFFULL);
   EXPECT_EQ((*gdt)[layout::kDataSelector / 8], 0x00CF93000000FFFFULL);
   EXPECT_EQ(kGdtLimit, 31);
@@ -80,6 +80,11 @@ TEST_F(X86TablesTest, GdtAndIdt) {
   EXPECT_TRUE(code & (1ULL << 53));
   EXPECT_FALSE(code & (1ULL << 54));
   EXPECT_TRUE(code & (1ULL << 47));
+  // The PVH entry's 32-bit code descriptor: L=0, D=1 (32-bit default operand size), G=1.
+  uint64_t code32 = (*gdt)[1];
+  EXPECT_FALSE(code32 & (1ULL << 53));
+  EXPECT_TRUE(code32 & (1ULL << 54));
+  EXPECT_TRUE(code32 & (1ULL << 55));
   auto idt = mem_->read_obj<uint64_t>(memory::GuestAddress(layout::kIdtAddr));
   ASSERT_TRUE(idt.has_value());
   EXPECT_EQ(*idt, 0u);
