@@ -201,7 +201,9 @@ class AcpiIaslDsdtTest : public AcpiIaslTest, public ::testing::WithParamInterfa
 
 TEST_P(AcpiIaslDsdtTest, DevicesAndResourcesReadBackAsWritten) {
   const Platform p = platform_with(1, GetParam());
-  const IaslResult r = disassemble("dsdt", written(p, "DSDT"));
+  const Bytes dsdt = written(p, "DSDT");
+  ASSERT_GE(dsdt.size(), sizeof(SdtHeader)) << "no DSDT found from the RSDP";
+  const IaslResult r = disassemble("dsdt", dsdt);
   expect_clean(r);
   const size_t start = r.dsl.find("DefinitionBlock");
   ASSERT_NE(start, std::string::npos) << r.dsl;
@@ -212,6 +214,7 @@ INSTANTIATE_TEST_SUITE_P(Disks, AcpiIaslDsdtTest, ::testing::Values(1u, 2u, acpi
 
 TEST_F(AcpiIaslTest, FadtDecodesAsHardwareReduced) {
   const Bytes fadt = written(platform_with(1, 1), "FACP");
+  ASSERT_EQ(fadt.size(), sizeof(Fadt)) << "no FADT found from the RSDP";
   const IaslResult r = disassemble("facp", fadt);
   expect_clean(r);
   const uint64_t dsdt = acpi_test::load<Fadt>(fadt).x_dsdt;
@@ -255,7 +258,9 @@ class AcpiIaslMadtTest : public AcpiIaslTest, public ::testing::WithParamInterfa
 
 TEST_P(AcpiIaslMadtTest, DecodesEveryEntry) {
   const uint32_t vcpus = GetParam();
-  const IaslResult r = disassemble("apic", written(platform_with(vcpus, 1), "APIC"));
+  const Bytes madt = written(platform_with(vcpus, 1), "APIC");
+  ASSERT_GE(madt.size(), sizeof(SdtHeader)) << "no MADT found from the RSDP";
+  const IaslResult r = disassemble("apic", madt);
   expect_clean(r);
   std::vector<std::pair<std::string, std::string>> want = {{"Signature", "\"APIC\""},
                                                            {"Revision", "06"},
@@ -308,7 +313,7 @@ TEST_F(AcpiIaslTest, XsdtListsFadtAndMadt) {
 
 TEST_F(AcpiIaslTest, RsdpMatchesWhatIaslCompilesFromItsFields) {
   const Bytes rsdp = written(platform_with(1, 0), "RSDP");
-  ASSERT_EQ(rsdp.size(), 36u);
+  ASSERT_EQ(rsdp.size(), 36u) << "no RSDP found in the BIOS area";
   const uint64_t xsdt = acpi_test::load<Rsdp>(rsdp).xsdt_address;
   // iasl's data-table compiler fills in both checksums itself.
   const std::string source =
@@ -333,6 +338,7 @@ TEST_F(AcpiIaslTest, RsdpMatchesWhatIaslCompilesFromItsFields) {
 TEST_F(AcpiIaslTest, ABadChecksumIsReported) {
   // The check the tests above rely on: iasl does complain when a checksum is wrong.
   Bytes madt = written(platform_with(1, 0), "APIC");
+  ASSERT_GE(madt.size(), sizeof(SdtHeader)) << "no MADT found from the RSDP";
   madt[9] ^= 0x5A;
   const IaslResult r = disassemble("bad", madt);
   EXPECT_NE(r.output.find("Incorrect checksum"), std::string::npos) << r.output;
