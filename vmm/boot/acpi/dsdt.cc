@@ -11,7 +11,8 @@ namespace {
 
 // The virtio-mmio device for `slot`.
 aml::Term virtio_device(size_t index, const MmioSlot& slot) {
-  if (slot.base + slot.size > (uint64_t{1} << 32) || slot.size > UINT32_MAX) {
+  constexpr uint64_t k4GiB = uint64_t{1} << 32;
+  if (slot.base >= k4GiB || slot.size > k4GiB - slot.base) {
     return aml::Term::invalid("virtio-mmio slot " + std::to_string(index) +
                               " does not fit below 4 GiB");
   }

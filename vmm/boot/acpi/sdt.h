@@ -75,8 +75,6 @@ class Sdt {
     static_assert(std::is_trivially_copyable_v<T>);
     append(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&v), sizeof(T)));
   }
-  // Bytes so far, header included.
-  size_t size() const { return bytes_.size(); }
   // The table with its length and checksum set.
   std::vector<uint8_t> finish() const;
 

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "vmm/boot/acpi/dsdt.h"
@@ -32,7 +33,8 @@ std::string hex(uint64_t v) {
 Result<void, BootErr> check_platform(const Platform& platform) {
   if (platform.vcpus == 0 || platform.vcpus > layout::kMaxVcpus) {
     return fail(BootError::kBadSpec, 0,
-                "ACPI tables: " + std::to_string(platform.vcpus) + " vCPUs");
+                "ACPI tables: " + std::to_string(platform.vcpus) + " vCPUs (1 to " +
+                    std::to_string(layout::kMaxVcpus) + ")");
   }
   for (size_t i = 0; i < platform.virtio_mmio.size(); ++i) {
     const MmioSlot& s = platform.virtio_mmio[i];
