@@ -2,7 +2,8 @@
 // writes into guest memory is disassembled with `iasl -d`, which must report no bad checksum and
 // no parse error and must decode every field and device as written; the RSDP, which this iasl
 // cannot disassemble on its own, is compiled from its fields by iasl's data-table compiler and
-// compared byte for byte. Without iasl these tests fail: `make deps` installs it.
+// compared byte for byte; and acpiexec, ACPICA's interpreter, loads the DSDT, FADT and MADT and
+// evaluates \_S5 and a _CRS. Without these tools the tests fail: `make deps` installs them.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -27,13 +28,13 @@ namespace {
 using acpi_test::platform_with;
 using Bytes = std::vector<uint8_t>;
 
-// iasl's path from $PATH, or nullopt.
-std::optional<std::string> find_iasl() {
+// The path of `tool` from $PATH, or nullopt.
+std::optional<std::string> find_tool(const std::string& tool) {
   const char* path = std::getenv("PATH");
   std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
   std::string dir;
   while (std::getline(dirs, dir, ':')) {
-    const std::string candidate = dir + "/iasl";
+    const std::string candidate = dir + "/" + tool;
     if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return std::nullopt;
@@ -49,10 +50,23 @@ struct IaslResult {
 class AcpiIaslTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto iasl = find_iasl();
+    auto iasl = find_tool("iasl");
     ASSERT_TRUE(iasl.has_value())
         << "iasl not found in PATH: install Debian's acpica-tools (make deps does)";
     iasl_ = *iasl;
+  }
+
+  // Loads `tables` (name, bytes) into ACPICA's own interpreter, acpiexec, and runs `commands`.
+  IaslResult acpiexec(const std::vector<std::pair<std::string, Bytes>>& tables,
+                      const std::string& commands) {
+    auto acpiexec = find_tool("acpiexec");
+    EXPECT_TRUE(acpiexec.has_value()) << "acpiexec not found in PATH: install acpica-tools";
+    if (!acpiexec) return {};
+    std::vector<std::string> argv = {*acpiexec, "-b", commands};
+    for (const auto& [name, bytes] : tables) {
+      argv.push_back(dir_.write(name + ".dat", std::string(bytes.begin(), bytes.end())));
+    }
+    return run(argv, "");
   }
 
   // Writes `table` to <name>.dat and disassembles it with `iasl -d` into <name>.dsl.
@@ -333,6 +347,43 @@ TEST_F(AcpiIaslTest, RsdpMatchesWhatIaslCompilesFromItsFields) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("0 Errors, 0 Warnings"), std::string::npos) << r.output;
   EXPECT_EQ(rsdp, reference);
+}
+
+TEST_F(AcpiIaslTest, AcpiExecLoadsTheNamespaceAndEvaluatesIt) {
+  // ACPICA's table manager and namespace loader (what Linux runs) on the DSDT, FADT and MADT
+  // of the largest machine: every device is loaded, \_S5 and the last disk's _CRS evaluate.
+  auto mem = memory::GuestMemory::create_ram(16 << 20);
+  ASSERT_TRUE(mem.has_value());
+  const Platform p = platform_with(64, acpi_test::kMaxDisks);
+  ASSERT_TRUE(write_acpi_tables(*mem, p).has_value());
+  const acpi_test::FoundTables t = acpi_test::find_tables(*mem);
+  ASSERT_FALSE(t.dsdt.empty());
+  const IaslResult r = acpiexec({{"dsdt", t.dsdt}, {"facp", t.fadt}, {"apic", t.madt}},
+                                "evaluate \\_S5; evaluate \\_SB.V018._CRS");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const char* bad : {"Incorrect checksum", "Error", "Warning", "AE_"}) {
+    EXPECT_EQ(r.output.find(bad), std::string::npos) << bad << " in:\n" << r.output;
+  }
+  // 19 disks, COM1, KBD_.
+  EXPECT_NE(r.output.find(" 21 Devices"), std::string::npos) << r.output;
+  const size_t s5 = r.output.find("Evaluation of \\_S5 returned");
+  ASSERT_NE(s5, std::string::npos) << r.output;
+  const size_t crs = r.output.find("Evaluation of \\_SB.V018._CRS returned");
+  ASSERT_NE(crs, std::string::npos) << r.output;
+  const std::string s5_out = r.output.substr(s5, crs - s5);
+  EXPECT_NE(s5_out.find("[Package] Contains 2 Elements"), std::string::npos) << s5_out;
+  EXPECT_NE(s5_out.find("[Integer] = 0000000000000005"), std::string::npos) << s5_out;
+  // Memory32Fixed at the slot's base, then Interrupt {23}.
+  const MmioSlot& last = p.virtio_mmio.back();
+  const std::string crs_out = r.output.substr(crs);
+  EXPECT_NE(
+      crs_out.find("0000: 86 09 00 01 " + hex("%02llX", last.base & 0xFF) + " " +
+                   hex("%02llX", (last.base >> 8) & 0xFF) + " " +
+                   hex("%02llX", (last.base >> 16) & 0xFF) + " " + hex("%02llX", last.base >> 24)),
+      std::string::npos)
+      << crs_out;
+  EXPECT_NE(crs_out.find("0010: 01 " + hex("%02llX", last.gsi) + " 00 00 00 79"), std::string::npos)
+      << crs_out;
 }
 
 TEST_F(AcpiIaslTest, ABadChecksumIsReported) {
