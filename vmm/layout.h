@@ -8,6 +8,7 @@
 //   0x10000 free page the test guest uses for its SMP real-mode trampoline (SIPI vector 0x10)
 //   0x20000 kernel command line (4 KiB)
 //   0x9FC00 MP floating pointer + config table; [0x9FC00, 1 MiB) is reserved in e820
+//   0xE0000 ACPI RSDP, then the ACPI tables (XSDT, FADT, MADT, DSDT) up to 0xF0000
 //   1 MiB   kernel (bzImage: 1 MiB or kernel_alignment; ELF: its p_paddr)
 //   initrd  page-aligned at the top of low RAM, below initrd_addr_max
 // RAM that would fall into the 32-bit MMIO hole [3 GiB, 4 GiB) continues at 4 GiB.
@@ -66,6 +67,12 @@ inline constexpr uint64_t kCmdlineMax = 4096;
 
 // MP floating pointer (config table follows it); e820 reserves from here up to 1 MiB.
 inline constexpr uint64_t kMpTableAddr = 0x9FC00;
+// ACPI RSDP: 16-byte aligned inside [0xE0000, 0xFFFFF], the BIOS area Linux scans for it.
+inline constexpr uint64_t kAcpiRsdpAddr = 0xE0000;
+// The ACPI tables the RSDP leads to, in [kAcpiTablesAddr, kAcpiTablesEnd) (e820-reserved).
+inline constexpr uint64_t kAcpiTablesAddr = kAcpiRsdpAddr + 0x40;
+// One past the last byte the ACPI tables may use.
+inline constexpr uint64_t kAcpiTablesEnd = 0xF0000;
 // Start of the first RAM above the legacy area, and the default kernel load address.
 inline constexpr uint64_t kHighMemStart = 0x100000;
 // Default kernel load address.
