@@ -25,8 +25,8 @@ constexpr uint64_t kPvhEntry = kKernelAt + 0x500;
 // The bytes of one ELF note (4-byte aligned name and descriptor).
 std::vector<uint8_t> note(const std::string& name, uint32_t type, std::vector<uint8_t> desc) {
   std::vector<uint8_t> out;
-  for (uint32_t word : {static_cast<uint32_t>(name.size() + 1),
-                        static_cast<uint32_t>(desc.size()), type}) {
+  for (uint32_t word :
+       {static_cast<uint32_t>(name.size() + 1), static_cast<uint32_t>(desc.size()), type}) {
     for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(word >> (8 * i)));
   }
   for (char c : name) out.push_back(static_cast<uint8_t>(c));
@@ -116,8 +116,8 @@ TEST(PvhNote, MalformedNotesAreErrors) {
   // A name size that runs past the segment, a 2-byte entry, an entry beyond 4 GiB.
   auto overrun = note("Xen", 18, le(kPvhEntry, 8));
   overrun[0] = 0xF0;
-  for (const auto& notes : {overrun, note("Xen", 18, le(0x1234, 2)),
-                            note("Xen", 18, le(0x1'0000'0000ULL, 8))}) {
+  for (const auto& notes :
+       {overrun, note("Xen", 18, le(0x1234, 2)), note("Xen", 18, le(0x1'0000'0000ULL, 8))}) {
     const auto img = kernel_with_notes(notes);
     Elf64_Phdr phdrs[2];
     std::memcpy(phdrs, img.data() + sizeof(Elf64_Ehdr), sizeof(phdrs));
