@@ -44,8 +44,8 @@ inline constexpr uint16_t kAcpiResetPort = kAcpiPmBase + 2;
 inline constexpr uint8_t kAcpiResetValue = 0x1;
 // The SLP_TYP value the DSDT's \_S5 package announces.
 inline constexpr uint8_t kAcpiSlpTypS5 = 5;
-// The ACPI SCI interrupt the FADT names. Hardware-reduced ACPI raises none, but Linux
-// configures the FADT's SCI GSI anyway; ISA IRQ 9 is unused by every kindling device.
+// The ACPI SCI interrupt the FADT names. Hardware-reduced ACPI raises none; the MADT's
+// override for it says edge/active-high, because GSI 9 is also the fifth disk's irqfd line.
 inline constexpr uint32_t kAcpiSciGsi = 9;
 
 }  // namespace kindling::devices

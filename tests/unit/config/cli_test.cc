@@ -91,6 +91,18 @@ TEST(Cli, DefaultsWithOnlyAKernel) {
   EXPECT_FALSE(cfg.stats);
   EXPECT_FALSE(cfg.timeout_s);
   EXPECT_EQ(cfg.log_level, "warn");
+  EXPECT_TRUE(cfg.acpi);
+  EXPECT_EQ(cfg.boot_protocol, "auto");
+  EXPECT_FALSE(cfg.exit_on_halt);
+}
+
+TEST(Cli, BootPlatformFlags) {
+  Cli cli;
+  VmConfig cfg = expect_config(
+      cli({"run", "--kernel", "k", "--no-acpi", "--boot-protocol", "linux", "--exit-on-halt"}));
+  EXPECT_FALSE(cfg.acpi);
+  EXPECT_EQ(cfg.boot_protocol, "linux");
+  EXPECT_TRUE(cfg.exit_on_halt);
 }
 
 TEST(Cli, VersionAndHelpPrintAndReturnNothing) {
@@ -156,6 +168,7 @@ TEST(Cli, BadValuesNameTheFlag) {
       {{"run", "--kernel", "k", "--disk", "a.img,id=x", "--disk", "b.img,id=x"},
        "duplicate drive id \"x\""},
       {{"run", "--mem", "512M"}, "no kernel"},
+      {{"run", "--kernel", "k", "--boot-protocol", "multiboot"}, "--boot-protocol"},
   };
   for (const auto& c : cases) {
     Cli cli;

@@ -100,7 +100,9 @@ TEST(ConfigJson, OtherAcceptedFirecrackerValues) {
 TEST(ConfigJson, KindlingExtensions) {
   json j = firecracker_config();
   j["stats"] = true;
-  j["kindling"] = {{"console_log", "out/console.log"}, {"timeout_s", 2.5}, {"merge", false}};
+  j["kindling"] = {
+      {"console_log", "out/console.log"}, {"timeout_s", 2.5},    {"merge", false}, {"acpi", false},
+      {"boot_protocol", "pvh"},           {"exit_on_halt", true}};
   j["drives"].push_back({{"drive_id", "data"},
                          {"path_on_host", "/abs/data.img"},
                          {"is_root_device", false},
@@ -110,6 +112,9 @@ TEST(ConfigJson, KindlingExtensions) {
   EXPECT_TRUE(cfg->stats);
   EXPECT_EQ(cfg->console_log, "/vm/out/console.log");
   EXPECT_EQ(cfg->timeout_s, 2.5);
+  EXPECT_FALSE(cfg->acpi);
+  EXPECT_EQ(cfg->boot_protocol, "pvh");
+  EXPECT_TRUE(cfg->exit_on_halt);
   ASSERT_EQ(cfg->drives.size(), 2u);
   EXPECT_FALSE(cfg->drives[0].merge);
   EXPECT_FALSE(cfg->drives[1].merge);
@@ -217,6 +222,16 @@ const BadCase kBadCases[] = {
        j["kindling"] = {{"timeout_s", -1}};
      },
      ConfigError::kInvalid, "kindling.timeout_s: must be positive"},
+    {"unknown boot protocol",
+     [](json& j) {
+       j["kindling"] = {{"boot_protocol", "multiboot"}};
+     },
+     ConfigError::kUnsupported, "kindling.boot_protocol \"multiboot\": not supported"},
+    {"acpi string",
+     [](json& j) {
+       j["kindling"] = {{"acpi", "off"}};
+     },
+     ConfigError::kWrongType, "kindling.acpi: expected a boolean, got string"},
     {"unknown kindling key",
      [](json& j) {
        j["kindling"] = {{"turbo", true}};
