@@ -1,5 +1,7 @@
-// bzImage loader (Linux x86 boot protocol, Documentation/arch/x86/boot.rst): the protected-mode
-// part goes to 1 MiB (or the kernel's alignment) and is entered at load + 0x200 in 64-bit mode.
+// bzImage loader (Linux x86 boot protocol, Documentation/arch/x86/boot.rst). A payload in a
+// format kindling knows (vmm/boot/decompress.h) is decompressed on the host and the vmlinux ELF
+// inside is loaded like an ELF kernel; otherwise the protected-mode part goes to 1 MiB (or the
+// kernel's alignment) and is entered at load + 0x200 in 64-bit mode, to decompress itself.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +26,9 @@ inline constexpr uint64_t kBzImage64EntryOffset = 0x200;
 // True when the image carries the "HdrS" magic of a bzImage.
 bool looks_like_bzimage(std::span<const uint8_t> image);
 
-// Validates the image's setup header and copies its protected-mode part into guest RAM.
+// Validates the image's setup header and payload fields, then loads the decompressed vmlinux
+// (entry = its ELF entry, boot_params header = the bzImage's) or, for a payload compression
+// kindling does not know, the protected-mode part. A known but corrupt payload is an error.
 // `path` only names the file in errors.
 Result<LoadedKernel, BootErr> load_bzimage(const memory::GuestMemory& mem,
                                            std::span<const uint8_t> image, const std::string& path);

@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,13 +67,23 @@ struct BzImageSpec {
   uint32_t init_size = 0x40000;
   uint32_t cmdline_size = 2048;
   uint32_t initrd_addr_max = 0x7FFFFFFF;
+  uint8_t loadflags = LOADED_HIGH;
+  // Bytes of protected-mode code; byte i is (i * 7 + 1) & 0xFF unless `payload` covers it.
   size_t payload_size = 0x2000;
+  // A compressed kernel written at payload_offset of the protected-mode code (which grows to
+  // hold it). Empty: the patterned bytes from payload_offset on are the payload.
+  std::vector<uint8_t> payload = {};
+  uint32_t payload_offset = 0;
+  // Overrides the header's payload_length (default: the payload's size).
+  std::optional<uint32_t> payload_length = std::nullopt;
 };
 
-// Setup sectors + a payload whose byte i is (i * 7 + 1) & 0xFF.
+// Setup sectors + protected-mode code: patterned bytes, with `payload` at payload_offset.
 inline std::vector<uint8_t> make_bzimage(const BzImageSpec& s = {}) {
   size_t setup = (size_t{s.setup_sects ? s.setup_sects : 4u} + 1) * 512;
-  std::vector<uint8_t> img(setup + s.payload_size, 0);
+  size_t code = s.payload.empty() ? s.payload_size
+                                  : std::max(s.payload_size, s.payload_offset + s.payload.size());
+  std::vector<uint8_t> img(setup + code, 0);
   setup_header hdr{};
   size_t hdr_end = kSetupHeaderOffset + sizeof(hdr);
   hdr.setup_sects = s.setup_sects;
@@ -79,15 +91,19 @@ inline std::vector<uint8_t> make_bzimage(const BzImageSpec& s = {}) {
   hdr.jump = static_cast<uint16_t>(0xEB | ((hdr_end - 0x202) << 8));
   hdr.header = kHdrsMagic;
   hdr.version = s.version;
-  hdr.loadflags = LOADED_HIGH;
+  hdr.loadflags = s.loadflags;
   hdr.relocatable_kernel = s.relocatable;
   hdr.kernel_alignment = s.kernel_alignment;
   hdr.xloadflags = s.xloadflags;
   hdr.cmdline_size = s.cmdline_size;
   hdr.initrd_addr_max = s.initrd_addr_max;
   hdr.init_size = s.init_size;
+  hdr.payload_offset = s.payload_offset;
+  hdr.payload_length = s.payload_length.value_or(static_cast<uint32_t>(
+      s.payload.empty() ? code - std::min<size_t>(code, s.payload_offset) : s.payload.size()));
   std::memcpy(img.data() + kSetupHeaderOffset, &hdr, sizeof(hdr));
-  for (size_t i = 0; i < s.payload_size; ++i) img[setup + i] = static_cast<uint8_t>(i * 7 + 1);
+  for (size_t i = 0; i < code; ++i) img[setup + i] = static_cast<uint8_t>(i * 7 + 1);
+  std::copy(s.payload.begin(), s.payload.end(), img.begin() + setup + s.payload_offset);
   return img;
 }
 
