@@ -54,7 +54,7 @@ class BzImagePayloadTest : public ::testing::Test {
   }
   Result<BootEntry, BootErr> boot(const std::string& kernel, std::string cmdline = "x",
                                   std::optional<std::string> initrd = std::nullopt) {
-    return load_kernel(*mem_, BootSpec{kernel, std::move(initrd), std::move(cmdline), 1});
+    return load_kernel(*mem_, test::make_spec(kernel, std::move(initrd), std::move(cmdline), 1));
   }
   std::vector<uint8_t> read(uint64_t addr, size_t len) {
     std::vector<uint8_t> out(len);
@@ -143,7 +143,7 @@ TEST(BzImagePayloadBomb, InflatingPastGuestRamIsTooLarge) {
   ASSERT_FALSE(payload.empty());
   test::append_size(payload, kMiB);  // a lying trailer: only streaming with a cap catches it
   TempFile kernel(bzimage_with(payload));
-  auto r = load_kernel(*mem, BootSpec{kernel.path(), std::nullopt, "", 1});
+  auto r = load_kernel(*mem, test::make_spec(kernel.path(), std::nullopt, "", 1));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, BootError::kTooLarge) << r.error().message();
   EXPECT_NE(r.error().message().find(kernel.path()), std::string::npos);
@@ -230,7 +230,7 @@ TEST_P(BadPayloadTest, IsRejectedWithFileAndReason) {
   auto img = c.image();
   ASSERT_FALSE(HasFailure());
   TempFile f(img);
-  auto r = load_kernel(*mem, BootSpec{f.path(), std::nullopt, "", 1});
+  auto r = load_kernel(*mem, test::make_spec(f.path(), std::nullopt, "", 1));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, c.code) << r.error().message();
   std::string msg = r.error().message();
