@@ -71,15 +71,23 @@ uint8_t I8042::command_byte() const {
 
 void I8042::read(uint64_t offset, std::span<uint8_t> data) {
   if (data.empty()) return;
-  std::lock_guard lock(mu_);
-  uint8_t value = 0xFF;
-  if (offset == kI8042DataOffset) {
-    value = read_data_locked();
-  } else if (offset == kI8042CommandOffset) {
-    value = status_locked();
+  bool irq = false;
+  {
+    std::lock_guard lock(mu_);
+    uint8_t value = 0xFF;
+    if (offset == kI8042DataOffset) {
+      value = read_data_locked();
+      // As the controller loads the next keyboard byte into the output buffer it raises IRQ 1
+      // again: a driver reads one byte per (edge) interrupt, so a multi-byte reply such as
+      // FA AB 83 would otherwise stall after its first byte.
+      irq = !out_.empty() && out_.front().kbd_irq && (ctr_ & kCtrKbdInt) != 0;
+    } else if (offset == kI8042CommandOffset) {
+      value = status_locked();
+    }
+    data[0] = value;
+    for (size_t i = 1; i < data.size(); ++i) data[i] = 0xFF;
   }
-  data[0] = value;
-  for (size_t i = 1; i < data.size(); ++i) data[i] = 0xFF;
+  if (irq && raise_kbd_irq_) raise_kbd_irq_();
 }
 
 void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
@@ -124,13 +132,13 @@ uint8_t I8042::read_data_locked() {
   return value;
 }
 
-void I8042::push_reply(uint8_t byte, bool aux) {
+void I8042::push_reply(uint8_t byte, bool aux, bool kbd_irq) {
   if (out_.size() >= kOutputLimit) out_.pop_front();
-  out_.push_back({byte, aux});
+  out_.push_back({byte, aux, kbd_irq});
 }
 
 void I8042::push_output(uint8_t byte, bool aux) {
-  push_reply(byte, aux);
+  push_reply(byte, aux, !aux);
   if (!aux && (ctr_ & kCtrKbdInt)) irq_wanted_ = true;
 }
 

@@ -44,7 +44,7 @@ class I8042 : public BusDevice {
   // Returns true when the reset line was pulsed.
   bool data_locked(uint8_t value);
   // Queues a byte for the data port (the oldest is dropped beyond kOutputLimit).
-  void push_reply(uint8_t byte, bool aux);
+  void push_reply(uint8_t byte, bool aux, bool kbd_irq = false);
   // push_reply() plus the keyboard interrupt when the controller enables it.
   void push_output(uint8_t byte, bool aux);
 
@@ -55,6 +55,7 @@ class I8042 : public BusDevice {
   struct OutByte {
     uint8_t value;
     bool aux;
+    bool kbd_irq;  // keyboard data (interrupt-driven), not a polled controller reply
   };
   std::deque<OutByte> out_;
   uint8_t ctr_;

@@ -73,14 +73,15 @@ std::string compose_cmdline(const std::optional<std::string>& configured,
 }
 
 Machine::Machine(const VmConfig& config, const MachineOptions& opts, Kvm kvm, Vm vm,
-                 memory::GuestMemory mem, EventFd stop_wakeup, EventFd serial_irq)
+                 memory::GuestMemory mem, EventFd stop_wakeup, EventFd serial_irq, EventFd kbd_irq)
     : config_(config),
       opts_(opts),
       stop_(std::move(stop_wakeup)),
       kvm_(std::move(kvm)),
       mem_(std::move(mem)),
       vm_(std::move(vm)),
-      serial_irq_(std::move(serial_irq)) {}
+      serial_irq_(std::move(serial_irq)),
+      kbd_irq_(std::move(kbd_irq)) {}
 
 Machine::~Machine() {
   stop_and_join();
@@ -104,9 +105,13 @@ Result<std::unique_ptr<Machine>, MachineErr> Machine::create(const VmConfig& con
   if (!serial_irq) {
     return machine_fail(MachineError::kDevice, "serial irqfd: " + serial_irq.error().message());
   }
+  auto kbd_irq = EventFd::create();
+  if (!kbd_irq) {
+    return machine_fail(MachineError::kDevice, "i8042 irqfd: " + kbd_irq.error().message());
+  }
   std::unique_ptr<Machine> m(new Machine(config, opts, std::move(*kvm), std::move(*vm),
                                          std::move(*mem), std::move(*wakeup),
-                                         std::move(*serial_irq)));
+                                         std::move(*serial_irq), std::move(*kbd_irq)));
   auto ok = m->setup_kvm();
   if (ok) ok = m->setup_devices();
   if (!ok) return ok.take_error();
@@ -122,6 +127,8 @@ Result<void, MachineErr> Machine::setup_kvm() {
   if (ok) ok = vm_.map_memory(mem_);
   // The serial line is an irqfd: a device signal becomes an IOAPIC edge on GSI 4 in-kernel.
   if (ok) ok = vm_.register_irqfd(devices::kCom1Gsi, serial_irq_);
+  // The keyboard's IRQ 1 likewise: Linux's atkbd probe waits for its replies' interrupts.
+  if (ok) ok = vm_.register_irqfd(devices::kI8042KbdGsi, kbd_irq_);
   if (!ok) return Unexpected{from_kvm(ok.error())};
   return {};
 }
@@ -141,8 +148,10 @@ Result<void, MachineErr> Machine::setup_devices() {
   const EventFd& irq = serial_irq_;
   serial_ = std::make_shared<devices::Serial>([&irq] { (void)irq.signal(); }, out_fd);
   StopControl& stop = stop_;
+  const EventFd& kbd_irq = kbd_irq_;
   auto i8042 = std::make_shared<devices::I8042>(
-      [&stop] { stop.request(StopReason::kGuestReset, 0, "guest reset through the i8042"); });
+      [&stop] { stop.request(StopReason::kGuestReset, 0, "guest reset through the i8042"); },
+      [&kbd_irq] { (void)kbd_irq.signal(); });
   auto acpi_pm = std::make_shared<devices::AcpiPm>(
       [&stop] { stop.request(StopReason::kGuestPowerOff, 0, "guest powered off (ACPI S5)"); },
       [&stop] {

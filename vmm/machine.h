@@ -103,7 +103,7 @@ class Machine {
 
  private:
   Machine(const VmConfig& config, const MachineOptions& opts, Kvm kvm, Vm vm,
-          memory::GuestMemory mem, EventFd stop_wakeup, EventFd serial_irq);
+          memory::GuestMemory mem, EventFd stop_wakeup, EventFd serial_irq, EventFd kbd_irq);
   Result<void, MachineErr> setup_kvm();
   Result<void, MachineErr> setup_devices();
   Result<void, MachineErr> setup_vcpus(const struct BootEntry& entry);
@@ -128,6 +128,7 @@ class Machine {
   std::vector<MmioSlot> virtio_slots_;  // what the boot tables describe, in attach order
   UniqueFd console_log_fd_;
   EventFd serial_irq_;
+  EventFd kbd_irq_;  // the i8042's keyboard interrupt (GSI 1)
   std::shared_ptr<devices::Serial> serial_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   bool booted_ = false;

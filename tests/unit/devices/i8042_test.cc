@@ -101,6 +101,21 @@ TEST_F(I8042Test, KeyboardCommandsAreAckedWithAnInterrupt) {
   EXPECT_EQ(data(), 0xEE);
 }
 
+// A driver reads one byte per edge interrupt (Linux's i8042_interrupt): each byte of a
+// multi-byte reply needs its own interrupt, raised as it reaches the output buffer.
+TEST_F(I8042Test, EachByteOfAReplyRaisesItsOwnInterrupt) {
+  send(0xF2);  // identify: FA AB 83
+  EXPECT_EQ(irqs_, 1);
+  EXPECT_EQ(data(), 0xFA);
+  EXPECT_EQ(irqs_, 2);
+  EXPECT_EQ(data(), 0xAB);
+  EXPECT_EQ(irqs_, 3);
+  EXPECT_EQ(data(), 0x83);
+  EXPECT_EQ(irqs_, 3);  // nothing left: no interrupt
+  EXPECT_EQ(data(), 0x00);
+  EXPECT_EQ(irqs_, 3);
+}
+
 TEST_F(I8042Test, NoKeyboardInterruptWhenDisabledInCommandByte) {
   command(0x60);
   send(0x00);
