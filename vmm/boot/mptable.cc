@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "vmm/boot/platform.h"
+#include "vmm/boot/table_bytes.h"
 #include "vmm/layout.h"
 
 namespace kindling::vmm {
@@ -19,17 +20,6 @@ constexpr uint8_t kAllLapics = 0xFF;
 constexpr uint32_t kCpuSignature = 0x600;
 constexpr uint32_t kCpuFeatures = (1u << 0) | (1u << 9);
 
-uint8_t checksum_of(const uint8_t* p, size_t n) {
-  uint8_t sum = std::accumulate(p, p + n, uint8_t{0});
-  return static_cast<uint8_t>(-sum);
-}
-
-template <typename T>
-void append(std::vector<uint8_t>& out, const T& entry) {
-  auto p = reinterpret_cast<const uint8_t*>(&entry);
-  out.insert(out.end(), p, p + sizeof(T));
-}
-
 // Base-table entries and how many there are (the header's length and entry_count).
 struct Entries {
   std::vector<uint8_t> bytes;
@@ -38,7 +28,7 @@ struct Entries {
 
 template <typename T>
 void append(Entries& out, const T& entry) {
-  append(out.bytes, entry);
+  append_obj(out.bytes, entry);
   ++out.count;
 }
 
@@ -112,17 +102,18 @@ Result<void, BootErr> write_mptable(const memory::GuestMemory& mem, uint32_t vcp
   hdr.lapic_addr = static_cast<uint32_t>(layout::kLapicAddr);
 
   std::vector<uint8_t> table;
-  append(table, hdr);
+  append_obj(table, hdr);
   table.insert(table.end(), entries.bytes.begin(), entries.bytes.end());
   // The checksum byte is zero while summing, so the negated sum makes the total 0.
-  table[offsetof(MpConfigHeader, checksum)] = checksum_of(table.data(), table.size());
+  table[offsetof(MpConfigHeader, checksum)] = table_checksum(table);
 
   MpFloatingPointer fp{};
   std::memcpy(fp.signature, "_MP_", 4);
   fp.physptr = static_cast<uint32_t>(config_addr);
   fp.length = 1;
   fp.specification = kMpSpecRevision;
-  fp.checksum = checksum_of(reinterpret_cast<const uint8_t*>(&fp), sizeof(fp));
+  fp.checksum =
+      table_checksum(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&fp), sizeof(fp)));
 
   if (auto r = mem.write_obj(memory::GuestAddress(layout::kMpTableAddr), fp); !r) {
     return memory_error(r.error(), "MP floating pointer");

@@ -4,6 +4,7 @@
 
 #include "devices/ports.h"
 #include "vmm/boot/acpi/sdt.h"
+#include "vmm/boot/table_bytes.h"
 #include "vmm/layout.h"
 
 namespace kindling::vmm::acpi {
@@ -14,12 +15,6 @@ constexpr uint8_t kIsaBus = 0;
 // The local APIC input NMI is wired to (as in the MP table's local interrupt entries).
 constexpr uint8_t kNmiLint = 1;
 
-template <typename T>
-void append(std::vector<uint8_t>& out, const T& entry) {
-  auto p = reinterpret_cast<const uint8_t*>(&entry);
-  out.insert(out.end(), p, p + sizeof(T));
-}
-
 }  // namespace
 
 void Madt::add_local_apic(uint8_t processor_uid, uint8_t apic_id, bool enabled) {
@@ -29,7 +24,7 @@ void Madt::add_local_apic(uint8_t processor_uid, uint8_t apic_id, bool enabled) 
   e.processor_uid = processor_uid;
   e.apic_id = apic_id;
   e.flags = enabled ? kMadtLapicEnabled : 0;
-  append(entries_, e);
+  append_obj(entries_, e);
 }
 
 void Madt::add_io_apic(uint8_t id, uint32_t address, uint32_t gsi_base) {
@@ -39,7 +34,7 @@ void Madt::add_io_apic(uint8_t id, uint32_t address, uint32_t gsi_base) {
   e.io_apic_id = id;
   e.address = address;
   e.gsi_base = gsi_base;
-  append(entries_, e);
+  append_obj(entries_, e);
 }
 
 void Madt::add_interrupt_override(uint8_t source, uint32_t gsi, uint16_t flags) {
@@ -50,7 +45,7 @@ void Madt::add_interrupt_override(uint8_t source, uint32_t gsi, uint16_t flags) 
   e.source = source;
   e.gsi = gsi;
   e.flags = flags;
-  append(entries_, e);
+  append_obj(entries_, e);
 }
 
 void Madt::add_local_apic_nmi(uint8_t processor_uid, uint16_t flags, uint8_t lint) {
@@ -60,7 +55,7 @@ void Madt::add_local_apic_nmi(uint8_t processor_uid, uint16_t flags, uint8_t lin
   e.processor_uid = processor_uid;
   e.flags = flags;
   e.lint = lint;
-  append(entries_, e);
+  append_obj(entries_, e);
 }
 
 std::vector<uint8_t> Madt::bytes() const {

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <numeric>
 
+#include "vmm/boot/table_bytes.h"
+
 namespace kindling::vmm::acpi {
 
 GenericAddress io_port_register(uint16_t port) {
@@ -16,8 +18,7 @@ GenericAddress io_port_register(uint16_t port) {
 }
 
 uint8_t checksum(std::span<const uint8_t> bytes) {
-  const uint8_t sum = std::accumulate(bytes.begin(), bytes.end(), uint8_t{0});
-  return static_cast<uint8_t>(-sum);
+  return table_checksum(bytes);
 }
 
 void fix_checksum(std::span<uint8_t> bytes, size_t at) {
