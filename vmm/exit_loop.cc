@@ -1,5 +1,7 @@
 #include "vmm/exit_loop.h"
 
+#include <asm/processor-flags.h>
+
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -94,6 +96,16 @@ uint64_t ExitStats::*time_bucket(uint32_t exit_reason) {
   }
 }
 
+// Answers the main thread's halt probe (vmm/halt_probe.h) if it asked this vCPU.
+void answer_halt_probe(Vcpu& vcpu, const ExitLoopDeps& deps) {
+  if (deps.halt == nullptr || !deps.halt->asked(deps.vcpu_index)) return;
+  auto state = vcpu.mp_state();
+  auto regs = vcpu.get_regs();
+  // A vCPU whose state cannot be read counts as running: never end a VM on a guess.
+  deps.halt->answer(deps.vcpu_index, state ? *state : KVM_MP_STATE_RUNNABLE,
+                    regs ? regs->rflags : X86_EFLAGS_IF);
+}
+
 // Handles one exit; fatal ones request the stop.
 void dispatch(Vcpu& vcpu, const ExitLoopDeps& deps, ExitStats& stats) {
   kvm_run& run = vcpu.run_data();
@@ -109,7 +121,7 @@ void dispatch(Vcpu& vcpu, const ExitLoopDeps& deps, ExitStats& stats) {
     case KVM_EXIT_INTR:
       ++stats.interrupted;
       consume_kick_signal();
-      if (deps.halt != nullptr) deps.halt->answer_if_asked(deps.vcpu_index, vcpu);
+      answer_halt_probe(vcpu, deps);
       return;
     case KVM_EXIT_HLT:
       // Only without an in-kernel LAPIC does HLT come here: nothing can wake the vCPU again.
@@ -212,7 +224,7 @@ ExitStats run_exit_loop(Vcpu& vcpu, const ExitLoopDeps& deps) {
       if (e == EINTR || e == EAGAIN) {
         ++stats.interrupted;
         if (e == EINTR) consume_kick_signal();
-        if (deps.halt != nullptr) deps.halt->answer_if_asked(deps.vcpu_index, vcpu);
+        answer_halt_probe(vcpu, deps);
         // An AP in INIT_RECEIVED returns EAGAIN at once until its SIPI: do not spin a host CPU
         // the BSP (whose kernel code is emulated on PVM hosts) needs.
         if (e == EAGAIN) std::this_thread::sleep_for(std::chrono::microseconds(100));

@@ -1,8 +1,9 @@
-// Noticing a guest that has halted for good: every vCPU halted (KVM_MP_STATE_HALTED) with
-// interrupts off, as Linux leaves the machine after "System halted" when it has no way to power
-// off. Only an NMI or INIT could wake such a CPU, and nothing sends one, so KVM_RUN never
+// Noticing a guest that has halted for good: every started vCPU halted (KVM_MP_STATE_HALTED)
+// with interrupts off, as Linux leaves the machine after "System halted" when it has no way to
+// power off, and any other vCPU never started (waiting for an INIT/SIPI that a halted BSP will
+// not send). Only an NMI or INIT could wake such a CPU, and nothing sends one, so KVM_RUN never
 // returns by itself (see ../shared/docs/HOST.md): the main thread asks periodically, kicking
-// each vCPU out of KVM_RUN, and each vCPU thread answers by looking at its own state.
+// each vCPU out of KVM_RUN, and each vCPU thread answers with its own state.
 #pragma once
 
 #include <atomic>
@@ -11,8 +12,6 @@
 
 namespace kindling::vmm {
 
-class Vcpu;
-
 // Rounds of questions from the main thread, answers from the vCPU threads. Thread-safe.
 class HaltProbe {
  public:
@@ -20,16 +19,20 @@ class HaltProbe {
 
   // Main thread: starts a new round (then kick every vCPU out of KVM_RUN).
   void ask();
-  // vCPU thread `index`, after KVM_RUN returned: answers the round if one is open, reading
-  // the vCPU's MP state and RFLAGS (it owns the vCPU fd, so the ioctls are safe here).
-  void answer_if_asked(size_t index, Vcpu& vcpu);
-  // Main thread: true when every vCPU answered the last round with "halted, interrupts off".
+  // vCPU thread `index`: true while a round is open that it has not answered.
+  bool asked(size_t index) const;
+  // vCPU thread `index`: answers the open round with its KVM MP state and RFLAGS (read by the
+  // thread that owns the vCPU fd, between two KVM_RUNs).
+  void answer(size_t index, uint32_t mp_state, uint64_t rflags);
+  // Main thread: true when every vCPU answered the last round, at least one is halted with
+  // interrupts off, and the others are halted so too or were never started.
   bool all_halted() const;
 
  private:
+  enum class State : uint8_t { kRunning, kHaltedForGood, kNeverStarted };
   struct Slot {
-    std::atomic<uint64_t> answered{0};  // the round last answered
-    std::atomic<bool> halted{false};    // that answer
+    std::atomic<uint64_t> answered{0};          // the round last answered
+    std::atomic<State> state{State::kRunning};  // that answer
   };
   size_t count_;
   std::unique_ptr<Slot[]> slots_;
