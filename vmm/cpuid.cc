@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <bit>
 
+#include "vmm/boot/platform.h"
+
 namespace kindling::vmm {
 namespace {
 
@@ -54,7 +56,8 @@ kvm_cpuid_entry2 topology_entry(uint32_t function, uint32_t index, uint32_t apic
 }
 
 void filter_leaf1(kvm_cpuid_entry2& e, const CpuidOptions& o) {
-  e.ebx = (e.ebx & 0x0000ffff) | ((o.vcpu_index & 0xff) << 24) | ((o.vcpu_count & 0xff) << 16);
+  e.ebx = (e.ebx & 0x0000ffff) | (uint32_t{apic_id(o.vcpu_index)} << 24) |
+          ((o.vcpu_count & 0xff) << 16);
   if (o.vcpu_count > 1) {
     e.edx |= kLeaf1EdxHtt;
   } else {
@@ -87,7 +90,6 @@ std::vector<kvm_cpuid_entry2> filter_cpuid(std::span<const kvm_cpuid_entry2> sup
   for (const kvm_cpuid_entry2& in : supported) {
     if (in.function == 0) max_basic = in.eax;
   }
-  const uint32_t apic_id = o.vcpu_index;
   for (kvm_cpuid_entry2 e : supported) {
     switch (e.function) {
       case 0x1:
@@ -117,7 +119,7 @@ std::vector<kvm_cpuid_entry2> filter_cpuid(std::span<const kvm_cpuid_entry2> sup
   }
   if (max_basic >= 0xb) {
     for (uint32_t index = 0; index < 3; ++index) {
-      out.push_back(topology_entry(0xb, index, apic_id, o.vcpu_count));
+      out.push_back(topology_entry(0xb, index, apic_id(o.vcpu_index), o.vcpu_count));
     }
   }
   return out;
