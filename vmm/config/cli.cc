@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
 #include "vmm/config/config_json.h"
 
 #ifndef KINDLING_VERSION
@@ -210,7 +211,9 @@ Result<std::optional<VmConfig>, ConfigErr> parse_cli(int argc, const char* const
 
   VmConfig cfg;
   if (run->get_option("--config")->count() > 0) {
-    auto loaded = load_config_file(flags.config);
+    ConfigWarnings warnings;
+    auto loaded = load_config_file(flags.config, &warnings);
+    for (const std::string& w : warnings) KLOG_WARN("%s", w.c_str());
     if (!loaded) return loaded.take_error();
     cfg = std::move(*loaded);
   }

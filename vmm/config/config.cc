@@ -42,8 +42,9 @@ std::string mib_text(uint64_t bytes) {
 
 }  // namespace
 
-// kWrongType, kInvalid and kJson carry their whole explanation in the context ("path:
-// expected an integer, got string"), so they add nothing to the message.
+// kWrongType, kInvalid, kJson and kUnsupported carry their whole explanation in the context
+// ("path: expected an integer, got string", "vsock: not supported (kindling has no vsock
+// device)"), so they add nothing to the message.
 const char* to_string(ConfigError e) {
   switch (e) {
     case ConfigError::kFile:
@@ -51,11 +52,10 @@ const char* to_string(ConfigError e) {
     case ConfigError::kJson:
     case ConfigError::kWrongType:
     case ConfigError::kInvalid:
+    case ConfigError::kUnsupported:
       return "";
     case ConfigError::kUnknownKey:
       return "unknown key";
-    case ConfigError::kUnsupported:
-      return "not supported";
     case ConfigError::kMissingKey:
       return "missing required key";
   }

@@ -37,8 +37,12 @@ Unexpected<ConfigErr> wrong_type(const std::string& path, const char* expected, 
                   ", got " + v.type_name());
 }
 
-Unexpected<ConfigErr> unsupported(const std::string& path) {
-  return fail(ConfigError::kUnsupported, 0, path);
+// A value asking for something kindling lacks: "path: not supported", and with `why` the
+// missing piece named: "vsock: not supported (kindling has no vsock device)".
+Unexpected<ConfigErr> unsupported(const std::string& path, std::string_view why = {}) {
+  std::string line = path + ": not supported";
+  if (!why.empty()) line += " (" + std::string(why) + ")";
+  return fail(ConfigError::kUnsupported, 0, std::move(line));
 }
 
 // Joins a relative path from the config onto the config file's folder.
@@ -47,17 +51,21 @@ std::string resolve(const std::string& base_dir, const std::string& p) {
   return (std::filesystem::path(base_dir) / p).lexically_normal().string();
 }
 
-// One JSON object being read: unknown keys are rejected when it is opened, then members are
-// handed out by typed getters that name the member's path in their errors.
+// One JSON object being read: unknown keys are rejected when it is opened (or, given
+// `ignored`, listed there as warnings), then members are handed out by typed getters that name
+// the member's path in their errors.
 class ObjectReader {
  public:
   static Result<ObjectReader, ConfigErr> open(const json& v, const std::string& path,
-                                              std::initializer_list<std::string_view> known) {
+                                              std::initializer_list<std::string_view> known,
+                                              ConfigWarnings* ignored = nullptr) {
     if (!v.is_object()) return wrong_type(path, "an object", v);
     for (const auto& [key, value] : v.items()) {
       bool ok = false;
       for (std::string_view k : known) ok = ok || k == key;
-      if (!ok) return fail(ConfigError::kUnknownKey, 0, child(path, key));
+      if (ok) continue;
+      if (ignored == nullptr) return fail(ConfigError::kUnknownKey, 0, child(path, key));
+      ignored->push_back(child(path, key) + ": unknown key, ignored");
     }
     return ObjectReader(v, path);
   }
@@ -111,17 +119,17 @@ class ObjectReader {
     return (*v)->get<bool>();
   }
 
-  // A required integer member (2.0 is not an integer here, as in Firecracker).
-  Result<int64_t, ConfigErr> req_int(std::string_view key) const {
-    auto v = require(key);
-    if (!v) return v.take_error();
-    const json& j = **v;
-    if (!j.is_number_integer()) return wrong_type(path_of(key), "an integer", j);
-    if (j.is_number_unsigned() &&
-        j.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+  // An integer member (2.0 is not an integer here, as in Firecracker); nullopt when absent or
+  // null.
+  Result<std::optional<int64_t>, ConfigErr> opt_int(std::string_view key) const {
+    const json* v = find(key);
+    if (v == nullptr || v->is_null()) return std::optional<int64_t>{};
+    if (!v->is_number_integer()) return wrong_type(path_of(key), "an integer", *v);
+    if (v->is_number_unsigned() &&
+        v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
       return fail(ConfigError::kInvalid, 0, path_of(key) + ": too large");
     }
-    return j.get<int64_t>();
+    return std::optional<int64_t>(v->get<int64_t>());
   }
 
   // A number member; nullopt when absent or null.
@@ -132,18 +140,19 @@ class ObjectReader {
     return std::optional<double>(v->get<double>());
   }
 
-  // A Firecracker member kindling lacks: accepted only when absent or null.
-  Result<void, ConfigErr> null_only(std::string_view key) const {
+  // A Firecracker member kindling lacks: accepted only when absent or null; `why` names what
+  // is missing in the error.
+  Result<void, ConfigErr> null_only(std::string_view key, std::string_view why = {}) const {
     const json* v = find(key);
-    if (v != nullptr && !v->is_null()) return unsupported(path_of(key));
+    if (v != nullptr && !v->is_null()) return unsupported(path_of(key), why);
     return {};
   }
 
   // A Firecracker boolean kindling lacks: accepted when absent, null or false.
-  Result<void, ConfigErr> false_only(std::string_view key) const {
+  Result<void, ConfigErr> false_only(std::string_view key, std::string_view why) const {
     auto b = opt_bool(key, false);
     if (!b) return b.take_error();
-    if (*b) return unsupported(path_of(key));
+    if (*b) return unsupported(path_of(key), why);
     return {};
   }
 
@@ -157,7 +166,7 @@ class ObjectReader {
     for (std::string_view a : allowed) {
       if (**s == a) return **s;
     }
-    return fail(ConfigError::kUnsupported, 0, path_of(key) + " \"" + **s + "\"");
+    return unsupported(path_of(key) + " \"" + **s + "\"");
   }
 
  private:
@@ -197,27 +206,60 @@ Result<void, ConfigErr> parse_boot_source(const json& v, const std::string& base
   return {};
 }
 
+// Firecracker's static CPU templates over its releases (C3 and T2 from the first, then T2S,
+// T2CL, T2A and V1N1). Each rewrites CPUID and MSRs, and Firecracker refuses one that does not
+// fit the host CPU rather than ignoring it, so kindling has no template it may skip.
+constexpr std::string_view kCpuTemplates[] = {"C3", "T2", "T2S", "T2CL", "T2A", "V1N1"};
+
+Result<void, ConfigErr> check_cpu_template(const ObjectReader& r) {
+  KINDLING_TRY(name, r.opt_string("cpu_template"));
+  if (!name || *name == "None") return {};
+  const std::string where = r.path_of("cpu_template") + " \"" + *name + "\"";
+  for (std::string_view t : kCpuTemplates) {
+    if (*name == t) return unsupported(where, "kindling has no CPU templates");
+  }
+  return fail(ConfigError::kInvalid, 0,
+              where + ": unknown CPU template (expected None, C3, T2, T2S, T2CL, T2A or V1N1)");
+}
+
+Result<void, ConfigErr> check_huge_pages(const ObjectReader& r) {
+  KINDLING_TRY(pages, r.opt_string("huge_pages"));
+  if (!pages || *pages == "None") return {};
+  const std::string where = r.path_of("huge_pages") + " \"" + *pages + "\"";
+  if (*pages == "2M") return unsupported(where, "kindling backs guest memory with 4 KiB pages");
+  return fail(ConfigError::kInvalid, 0, where + ": expected \"None\" or \"2M\"");
+}
+
+// Every release's keys: vcpu_count and mem_size_mib (optional in old releases, which defaulted
+// them), ht_enabled (later renamed smt), cpu_template, track_dirty_pages, huge_pages. An absent
+// size keeps kindling's default, as an absent machine-config does.
 Result<void, ConfigErr> parse_machine_config(const json& v, VmConfig& cfg) {
   KINDLING_TRY(r, ObjectReader::open(v, "machine-config",
-                                     {"vcpu_count", "mem_size_mib", "smt", "track_dirty_pages",
-                                      "huge_pages", "cpu_template"}));
-  KINDLING_TRY(vcpus, r.req_int("vcpu_count"));
-  KINDLING_CHECK(check_vcpus(vcpus, r.path_of("vcpu_count")));
-  cfg.vcpus = static_cast<uint32_t>(vcpus);
-  KINDLING_TRY(mib, r.req_int("mem_size_mib"));
-  const std::string mem_path = r.path_of("mem_size_mib");
-  if (mib < 0 || static_cast<uint64_t>(mib) > (kMaxMemBytes >> 20)) {
-    return fail(ConfigError::kInvalid, 0,
-                mem_path + ": must be between " + std::to_string(kMinMemBytes >> 20) + " and " +
-                    std::to_string(kMaxMemBytes >> 20) + " MiB");
+                                     {"vcpu_count", "mem_size_mib", "smt", "ht_enabled",
+                                      "track_dirty_pages", "huge_pages", "cpu_template"}));
+  KINDLING_TRY(vcpus, r.opt_int("vcpu_count"));
+  if (vcpus) {
+    KINDLING_CHECK(check_vcpus(*vcpus, r.path_of("vcpu_count")));
+    cfg.vcpus = static_cast<uint32_t>(*vcpus);
   }
-  cfg.mem_bytes = static_cast<uint64_t>(mib) << 20;
-  KINDLING_CHECK(check_mem_bytes(cfg.mem_bytes, mem_path));
+  KINDLING_TRY(mib, r.opt_int("mem_size_mib"));
+  if (mib) {
+    const std::string mem_path = r.path_of("mem_size_mib");
+    if (*mib < 0 || static_cast<uint64_t>(*mib) > (kMaxMemBytes >> 20)) {
+      return fail(ConfigError::kInvalid, 0,
+                  mem_path + ": must be between " + std::to_string(kMinMemBytes >> 20) + " and " +
+                      std::to_string(kMaxMemBytes >> 20) + " MiB");
+    }
+    cfg.mem_bytes = static_cast<uint64_t>(*mib) << 20;
+    KINDLING_CHECK(check_mem_bytes(cfg.mem_bytes, mem_path));
+  }
   // Firecracker's defaults mean "not used"; anything else asks for a missing feature.
-  KINDLING_CHECK(r.false_only("smt"));
-  KINDLING_CHECK(r.false_only("track_dirty_pages"));
-  KINDLING_CHECK(r.one_of("huge_pages", {"None"}, "None"));
-  KINDLING_CHECK(r.one_of("cpu_template", {"None"}, "None"));
+  for (std::string_view smt : {"smt", "ht_enabled"}) {
+    KINDLING_CHECK(r.false_only(smt, "kindling gives every vCPU a core of its own"));
+  }
+  KINDLING_CHECK(r.false_only("track_dirty_pages", "kindling has no snapshots"));
+  KINDLING_CHECK(check_huge_pages(r));
+  KINDLING_CHECK(check_cpu_template(r));
   return {};
 }
 
@@ -231,14 +273,19 @@ Result<DriveConfig, ConfigErr> parse_drive(const json& v, const std::string& pat
   KINDLING_TRY(id, r.req_string("drive_id"));
   d.id = id;
   // A vhost-user drive has a socket instead of a path: not something kindling serves.
-  KINDLING_CHECK(r.null_only("socket"));
+  KINDLING_CHECK(r.null_only("socket", "kindling has no vhost-user drives"));
   KINDLING_TRY(image, r.req_string("path_on_host"));
   d.path = resolve(base_dir, image);
   KINDLING_TRY(root, r.req_bool("is_root_device"));
   d.is_root = root;
   KINDLING_TRY(ro, r.opt_bool("is_read_only", false));
   d.read_only = ro;
-  KINDLING_CHECK(r.null_only("partuuid"));
+  // Firecracker reads partuuid only on the root drive (root=PARTUUID=...) and ignores it on
+  // the others.
+  KINDLING_TRY(partuuid, r.opt_string("partuuid"));
+  if (partuuid && d.is_root) {
+    return unsupported(r.path_of("partuuid"), "kindling boots the root drive as root=/dev/vdX");
+  }
   KINDLING_CHECK(r.null_only("rate_limiter"));
   // kindling always offers FLUSH and honours it, which satisfies both cache types: "Unsafe"
   // only says the guest need not flush, "Writeback" that its flushes reach the disk.
@@ -288,12 +335,88 @@ Result<void, ConfigErr> parse_kindling(const json& v, const std::string& base_di
   return {};
 }
 
-Result<VmConfig, ConfigErr> parse_root(const json& root, const std::string& base_dir) {
-  KINDLING_TRY(
-      r, ObjectReader::open(
-             root, "",
-             {"boot-source", "machine-config", "drives", "balloon", "network-interfaces", "vsock",
-              "logger", "metrics", "mmds-config", "entropy", "cpu-config", "stats", "kindling"}));
+// Firecracker's "serial": {"serial_out_path": PATH, "rate_limiter": null} is kindling's
+// console log.
+Result<void, ConfigErr> parse_serial(const json& v, const std::string& base_dir, VmConfig& cfg) {
+  if (v.is_null()) return {};
+  KINDLING_TRY(r, ObjectReader::open(v, "serial", {"serial_out_path", "rate_limiter"}));
+  KINDLING_CHECK(r.null_only("rate_limiter"));
+  KINDLING_TRY(out, r.opt_string("serial_out_path"));
+  if (!out) return {};
+  if (out->empty()) {
+    return fail(ConfigError::kInvalid, 0, r.path_of("serial_out_path") + ": must not be empty");
+  }
+  cfg.console_log = resolve(base_dir, *out);
+  return {};
+}
+
+// Firecracker's "entropy": {} or {"rate_limiter": null} adds a virtio-rng device.
+// kindling has none, but a guest without one still boots and seeds its RNG from its own
+// sources (RDRAND, CPU jitter), so the section is ignored with a warning rather than refused.
+Result<void, ConfigErr> parse_entropy(const json& v, ConfigWarnings& warnings) {
+  if (v.is_null()) return {};
+  KINDLING_TRY(r, ObjectReader::open(v, "entropy", {"rate_limiter"}));
+  KINDLING_CHECK(r.null_only("rate_limiter"));
+  warnings.push_back("entropy: ignored (kindling has no virtio-rng device)");
+  return {};
+}
+
+// The JSON type Firecracker reads in a section.
+enum class Shape { kObject, kArray, kPathOrObject };
+
+// A Firecracker section for a device or service kindling lacks.
+struct MissingFeature {
+  std::string_view key;
+  Shape shape;
+  bool empty_ok;  // an empty object or array asks for nothing there
+  std::string_view why;
+};
+
+constexpr MissingFeature kMissingFeatures[] = {
+    {"network-interfaces", Shape::kArray, true, "kindling has no network device"},
+    {"vsock", Shape::kObject, false, "kindling has no vsock device"},
+    {"balloon", Shape::kObject, false, "kindling has no balloon device"},
+    {"mmds-config", Shape::kObject, false, "kindling has no MMDS"},
+    {"pmem", Shape::kArray, true, "kindling has no virtio-pmem device"},
+    {"memory-hotplug", Shape::kObject, false, "kindling has no memory hotplug"},
+    // A path to a custom CPU template, or (newer releases) the template itself.
+    {"cpu-config", Shape::kPathOrObject, false, "kindling has no custom CPU templates"},
+    // Firecracker's own log and metrics files; a logger with no member changes nothing.
+    {"logger", Shape::kObject, true, "kindling logs to stderr only; see --log-level"},
+    {"metrics", Shape::kObject, false, "kindling writes no metrics file; see --stats"},
+};
+
+// Accepts a missing-feature section when absent, null, or empty where that asks for nothing.
+Result<void, ConfigErr> check_missing_feature(const ObjectReader& r, const MissingFeature& f) {
+  const json* v = r.find(f.key);
+  if (v == nullptr || v->is_null()) return {};
+  switch (f.shape) {
+    case Shape::kObject:
+      if (!v->is_object()) return wrong_type(r.path_of(f.key), "an object", *v);
+      break;
+    case Shape::kArray:
+      if (!v->is_array()) return wrong_type(r.path_of(f.key), "an array", *v);
+      break;
+    case Shape::kPathOrObject:
+      if (!v->is_string() && !v->is_object()) {
+        return wrong_type(r.path_of(f.key), "a path or an object", *v);
+      }
+      break;
+  }
+  if (f.empty_ok && v->empty()) return {};
+  return unsupported(r.path_of(f.key), f.why);
+}
+
+// Firecracker ignores top-level keys it does not know (its own test framework's config has a
+// stray "mmds-version"), so kindling warns about them instead of refusing.
+Result<VmConfig, ConfigErr> parse_root(const json& root, const std::string& base_dir,
+                                       ConfigWarnings& warnings) {
+  KINDLING_TRY(r, ObjectReader::open(
+                      root, "",
+                      {"boot-source", "machine-config", "drives", "balloon", "network-interfaces",
+                       "vsock", "logger", "metrics", "mmds-config", "entropy", "cpu-config", "pmem",
+                       "memory-hotplug", "serial", "stats", "kindling"},
+                      &warnings));
   VmConfig cfg;
   KINDLING_TRY(boot, r.require("boot-source"));
   KINDLING_CHECK(parse_boot_source(*boot, base_dir, cfg));
@@ -303,13 +426,12 @@ Result<VmConfig, ConfigErr> parse_root(const json& root, const std::string& base
   if (const json* d = r.find("drives"); d != nullptr) {
     KINDLING_CHECK(parse_drives(*d, base_dir, cfg));
   }
-  if (const json* n = r.find("network-interfaces");
-      n != nullptr && !n->is_null() && !(n->is_array() && n->empty())) {
-    return unsupported("network-interfaces");
+  for (const MissingFeature& f : kMissingFeatures) KINDLING_CHECK(check_missing_feature(r, f));
+  if (const json* s = r.find("serial"); s != nullptr) {
+    KINDLING_CHECK(parse_serial(*s, base_dir, cfg));
   }
-  for (std::string_view key :
-       {"balloon", "vsock", "logger", "metrics", "mmds-config", "entropy", "cpu-config"}) {
-    KINDLING_CHECK(r.null_only(key));
+  if (const json* e = r.find("entropy"); e != nullptr) {
+    KINDLING_CHECK(parse_entropy(*e, warnings));
   }
   KINDLING_TRY(stats, r.opt_bool("stats", false));
   cfg.stats = stats;
@@ -391,7 +513,9 @@ std::string describe_parse_error(const json::exception& e) {
 
 }  // namespace
 
-Result<VmConfig, ConfigErr> parse_config_json(std::string_view text, const std::string& base_dir) {
+Result<VmConfig, ConfigErr> parse_config_json(std::string_view text, const std::string& base_dir,
+                                              ConfigWarnings* warnings) {
+  ConfigWarnings unused;
   json root;
   DuplicateKeyFinder duplicates;
   try {
@@ -403,14 +527,14 @@ Result<VmConfig, ConfigErr> parse_config_json(std::string_view text, const std::
     return fail(ConfigError::kInvalid, 0, *duplicates.duplicate() + ": duplicate key");
   }
   try {
-    return parse_root(root, base_dir);
+    return parse_root(root, base_dir, warnings != nullptr ? *warnings : unused);
   } catch (const json::exception& e) {
     // The readers check types before every get(); this is a last line of defence.
     return fail(ConfigError::kJson, 0, e.what());
   }
 }
 
-Result<VmConfig, ConfigErr> load_config_file(const std::string& path) {
+Result<VmConfig, ConfigErr> load_config_file(const std::string& path, ConfigWarnings* warnings) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return fail_errno(ConfigError::kFile, path);
   struct stat st {};
@@ -431,7 +555,11 @@ Result<VmConfig, ConfigErr> load_config_file(const std::string& path) {
       return fail(ConfigError::kInvalid, 0, path + ": too large for a config file (over 1 MiB)");
     }
   }
-  auto cfg = parse_config_json(text, std::filesystem::path(path).parent_path().string());
+  ConfigWarnings found;
+  auto cfg = parse_config_json(text, std::filesystem::path(path).parent_path().string(), &found);
+  if (warnings != nullptr) {
+    for (const std::string& w : found) warnings->push_back(path + ": " + w);
+  }
   if (!cfg) {
     ConfigErr err = std::move(cfg).error();
     err.context = path + ": " + err.context;

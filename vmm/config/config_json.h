@@ -3,20 +3,31 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 #include "vmm/config/config.h"
 
 namespace kindling::vmm {
 
-// Reads and parses a config file; relative paths in it resolve against the file's folder.
-// Errors start with the file's path: "vm.json: drives[1].rate_limiter: not supported".
-Result<VmConfig, ConfigErr> load_config_file(const std::string& path);
+// What a config load went on past, one line each ("mmds-version: unknown key, ignored"), for
+// the caller to print as warnings.
+using ConfigWarnings = std::vector<std::string>;
 
-// Parses config text (see configs/README.md for the format). Relative paths resolve against
-// `base_dir` (left as they are when base_dir is empty). Every key must be known: kindling's
-// own keys, or a Firecracker key at its "not used" value (null, false, [] or Firecracker's
-// default); anything else is an error that names the JSON path.
-Result<VmConfig, ConfigErr> parse_config_json(std::string_view text, const std::string& base_dir);
+// Reads and parses a config file; relative paths in it resolve against the file's folder.
+// Errors and warnings start with the file's path: "vm.json: drives[1].rate_limiter: not
+// supported". Warnings are appended to `warnings` when it is given.
+Result<VmConfig, ConfigErr> load_config_file(const std::string& path,
+                                             ConfigWarnings* warnings = nullptr);
+
+// Parses config text in Firecracker's --config-file schema, as any of its releases wrote it
+// (see configs/README.md). Relative paths resolve against `base_dir` (left as they are when
+// base_dir is empty). A top-level key nobody knows is ignored with a warning, as Firecracker
+// ignores it; inside a section every key must be known. A Firecracker key is accepted at a
+// value that asks for nothing kindling lacks (absent, null, false, [] or Firecracker's
+// default); a value asking for a missing feature, a wrong type or an unknown key is an error
+// naming the JSON path.
+Result<VmConfig, ConfigErr> parse_config_json(std::string_view text, const std::string& base_dir,
+                                              ConfigWarnings* warnings = nullptr);
 
 }  // namespace kindling::vmm

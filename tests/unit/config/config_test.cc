@@ -135,7 +135,7 @@ TEST(ConfigError, EveryCodeHasAString) {
         ConfigError::kUnsupported, ConfigError::kInvalid, ConfigError::kMissingKey}) {
     EXPECT_NE(to_string(e), nullptr);
   }
-  EXPECT_STREQ(to_string(ConfigError::kUnsupported), "not supported");
+  EXPECT_STREQ(to_string(ConfigError::kUnknownKey), "unknown key");
 }
 
 }  // namespace
