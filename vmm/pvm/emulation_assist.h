@@ -15,6 +15,7 @@
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -100,8 +101,10 @@ class AssistCpu {
   // KVM_GET_SREGS / KVM_SET_SREGS.
   virtual Result<kvm_sregs, KvmErr> get_sregs() = 0;
   virtual Result<void, KvmErr> set_sregs(const kvm_sregs& sregs) = 0;
-  // Queues exception `vector` (no error code) for delivery at the next entry.
-  virtual Result<void, KvmErr> inject_exception(uint8_t vector) = 0;
+  // Queues exception `vector`, with `error_code` when it has one, for delivery at the next
+  // entry (a #PF's CR2 is set with set_sregs first).
+  virtual Result<void, KvmErr> inject_exception(uint8_t vector,
+                                                std::optional<uint32_t> error_code) = 0;
   // Reads an MSR (LSTAR, STAR, FMASK for the SYSCALL repair).
   virtual Result<uint64_t, KvmErr> get_msr(uint32_t index) = 0;
 };
