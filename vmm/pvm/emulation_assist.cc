@@ -40,8 +40,10 @@ constexpr std::array<AssistCase, kAssistKindCount> kCases{{
      "KVM's emulator refuses cmpxchg16b (Linux SLUB's cmpxchg_double); done with the host's "
      "own locked cmpxchg so other vCPUs see it atomic"},
     {AssistKind::kSyscallRepair, "any, at the first instruction of the IDT's #PF handler",
-     "frame CS RPL 3 and RIP == LSTAR: drop the frame, CS/SS from STAR, RIP = LSTAR, RSP = "
-     "frame RSP, RFLAGS = frame RFLAGS & ~FMASK | 2",
+     "frame of a user fetch fault (0x15) at LSTAR from STAR's user CS/SS, frame RFLAGS == R11 & "
+     "~FMASK, RCX != LSTAR, 0F 05 at RCX - 2 user-executable: drop the frame, CS/SS from STAR, "
+     "RIP = LSTAR, RSP = frame RSP, RFLAGS = frame RFLAGS & ~FMASK & ~RF | 2; anything else "
+     "(a user jmp to LSTAR) keeps its ordinary #PF",
      "PVM leaves a user `syscall` in ring 3 at LSTAR, whose fetch faults; this is the state "
      "SYSCALL itself produces (RCX and R11 are already set). See vmm/pvm/pvm_syscall.h"},
     {AssistKind::kUnknown, "anything else", "stop the VM, report RIP and the bytes",
