@@ -267,17 +267,6 @@ unsigned cpl(const kvm_sregs& s) {
   return (s.cr0 & X86_CR0_PE) != 0 ? (s.cs.selector & 3u) : 0u;
 }
 
-std::string describe(uint64_t rip, std::span<const uint8_t> bytes, const std::string& why) {
-  std::string out = "emulation failure at RIP " + hex(rip) + ", bytes";
-  char buf[8];
-  if (bytes.empty()) out += " (none)";
-  for (uint8_t b : bytes) {
-    std::snprintf(buf, sizeof(buf), " %02x", b);
-    out += buf;
-  }
-  return out + ": " + why;
-}
-
 AssistOutcome failed(AssistKind kind, std::string error) {
   AssistOutcome o;
   o.kind = kind;
@@ -443,6 +432,18 @@ PopcntResult popcnt_apply(uint64_t src, uint8_t op_size, uint64_t rflags) {
   return {static_cast<uint64_t>(std::popcount(v)), f};
 }
 
+std::string describe_emulation_failure(uint64_t rip, std::span<const uint8_t> bytes,
+                                       const std::string& why) {
+  std::string out = "emulation failure at RIP " + hex(rip) + ", bytes";
+  char buf[8];
+  if (bytes.empty()) out += " (none)";
+  for (uint8_t b : bytes) {
+    std::snprintf(buf, sizeof(buf), " %02x", b);
+    out += buf;
+  }
+  return out + ": " + why;
+}
+
 std::span<const uint8_t> emulation_failure_bytes(const kvm_run& run) {
   const auto& ef = run.emulation_failure;
   if (ef.suberror != KVM_INTERNAL_ERROR_EMULATION) return {};
@@ -477,17 +478,20 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory
   switch (d.kind) {
     case AssistKind::kUnknown:
     case AssistKind::kSyscallRepair:  // never decoded from bytes
-      return failed(d.kind, describe(r.rip, bytes, "instruction not handled by the assist"));
+      return failed(d.kind, describe_emulation_failure(r.rip, bytes,
+                                                       "instruction not handled by the assist"));
     case AssistKind::kUd2: {
       auto ok = cpu.inject_exception(kVectorUd, std::nullopt);
-      if (!ok) return failed(d.kind, describe(r.rip, bytes, ok.error().message()));
+      if (!ok)
+        return failed(d.kind, describe_emulation_failure(r.rip, bytes, ok.error().message()));
       return {true, d.kind, {}};
     }
     case AssistKind::kInt3: {
       r.rip += d.length;
       auto ok = cpu.set_regs(r);
       if (ok) ok = cpu.inject_exception(kVectorBp, std::nullopt);
-      if (!ok) return failed(d.kind, describe(regs->rip, bytes, ok.error().message()));
+      if (!ok)
+        return failed(d.kind, describe_emulation_failure(regs->rip, bytes, ok.error().message()));
       return {true, d.kind, {}};
     }
     case AssistKind::kClac:
@@ -499,10 +503,12 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory
       break;
     case AssistKind::kCmpxchg8b16b: {
       const ExecResult ex = do_cmpxchg(mem, *sregs, r, d, mode);
-      if (!ex.error.empty()) return failed(d.kind, describe(r.rip, bytes, ex.error));
+      if (!ex.error.empty())
+        return failed(d.kind, describe_emulation_failure(r.rip, bytes, ex.error));
       if (ex.fault) {
         auto ok = raise(cpu, *sregs, *ex.fault);
-        if (!ok) return failed(d.kind, describe(r.rip, bytes, ok.error().message()));
+        if (!ok)
+          return failed(d.kind, describe_emulation_failure(r.rip, bytes, ok.error().message()));
         return {true, d.kind, {}};
       }
       break;
@@ -516,7 +522,8 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory
         auto rd = read_linear(mem, ps, linear,
                               std::span<uint8_t>(reinterpret_cast<uint8_t*>(&src), d.op_size));
         if (!rd)
-          return failed(d.kind, describe(r.rip, bytes, "popcnt source: " + rd.error().message()));
+          return failed(d.kind, describe_emulation_failure(
+                                    r.rip, bytes, "popcnt source: " + rd.error().message()));
       } else {
         src = gpr(r, d.src_reg);
       }
@@ -529,7 +536,8 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory
   }
   r.rip += d.length;
   auto ok = cpu.set_regs(r);
-  if (!ok) return failed(d.kind, describe(regs->rip, bytes, ok.error().message()));
+  if (!ok)
+    return failed(d.kind, describe_emulation_failure(regs->rip, bytes, ok.error().message()));
   return {true, d.kind, {}};
 }
 

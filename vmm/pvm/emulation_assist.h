@@ -121,6 +121,10 @@ struct AssistOutcome {
 AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory& mem,
                                        std::span<const uint8_t> exit_bytes);
 
+// "emulation failure at RIP 0x..., bytes 0f 0b: why": the error line of an unhandled failure.
+std::string describe_emulation_failure(uint64_t rip, std::span<const uint8_t> bytes,
+                                       const std::string& why);
+
 // The instruction bytes of an emulation-failure exit, when KVM provided them.
 std::span<const uint8_t> emulation_failure_bytes(const kvm_run& run);
 
