@@ -30,7 +30,8 @@ constexpr std::array<AssistCase, kAssistKindCount> kCases{{
     {AssistKind::kStac, "0F 01 CB", "RFLAGS.AC = 1, RIP += 3",
      "SMAP's stac before user copies; the only effect is on AC"},
     {AssistKind::kPopcnt, "F3 [REX] 0F B8 /r", "dst = popcount(src), flags, RIP += length",
-     "the kernel's hweight helpers; register and memory sources are computed exactly"},
+     "the kernel's hweight helpers; register and memory sources are computed exactly, a memory "
+     "source read at the guest's CPL (#PF injected when not allowed)"},
     {AssistKind::kFwait, "9B", "RIP += 1",
      "fwait only raises pending x87 exceptions, which the guest never has unmasked here"},
     {AssistKind::kCmpxchg8b16b, "[F0] [REX.W] 0F C7 /1 (memory)",
@@ -322,6 +323,44 @@ struct ExecResult {
   std::string error;
 };
 
+// The exception a failed checked walk raises: #PF (with CR2 = `linear`) for page faults,
+// #GP(0) / #SS(0) for a non-canonical address; nullopt (stop the VM) for the rest.
+std::optional<Fault> fault_for(const PageWalkErr& e, const AccessType& access,
+                               const PagingState& ps, uint64_t linear, bool stack_segment) {
+  if (auto code = page_fault_error_code(e.code, access, ps)) {
+    return Fault{kPageFaultVector, *code, linear};
+  }
+  if (e.code == PageWalkError::kNonCanonical) {
+    return Fault{stack_segment ? kVectorSs : kVectorGp, 0, std::nullopt};
+  }
+  return std::nullopt;
+}
+
+// GUEST: reads a memory operand as the CPU would at the guest's CPL, page by page: permission
+// checks, Accessed set on each walk; a fault instead when the access is not allowed.
+ExecResult read_operand(const memory::GuestMemory& mem, const kvm_sregs& sregs, uint64_t linear,
+                        bool stack_segment, std::span<uint8_t> out) {
+  const PagingState ps{sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer};
+  const AccessType access{false, cpl(sregs) == 3, false};
+  size_t done = 0;
+  while (done < out.size()) {
+    const uint64_t va = linear + done;
+    const size_t chunk = std::min<uint64_t>(out.size() - done, 4096 - (va & 4095));
+    auto t = translate_checked(mem, ps, va, access);
+    if (!t) {
+      if (auto f = fault_for(t.error(), access, ps, va, stack_segment)) return {f, {}};
+      return {std::nullopt, t.error().message()};
+    }
+    if (auto ad = set_accessed_dirty(mem, *t, false); !ad)
+      return {std::nullopt, ad.error().message()};
+    if (auto rd = mem.read(t->address, out.subspan(done, chunk)); !rd) {
+      return {std::nullopt, rd.error().message()};
+    }
+    done += chunk;
+  }
+  return {};
+}
+
 // GUEST: cmpxchg8b/16b on a guest-chosen address, found through the checked page walk at the
 // guest's CPL: a locked cmpxchg always writes (the old value back on a mismatch), so it needs
 // write access, and sets Accessed on the walk and Dirty on the leaf. A page fault or a
@@ -335,13 +374,8 @@ ExecResult do_cmpxchg(const memory::GuestMemory& mem, const kvm_sregs& sregs, kv
   const AccessType access{true, cpl(sregs) == 3, false};
   auto t = translate_checked(mem, ps, linear, access);
   if (!t) {
-    if (auto code = page_fault_error_code(t.error().code, access, ps)) {
-      return {Fault{kPageFaultVector, *code, linear}, {}};
-    }
-    if (t.error().code == PageWalkError::kNonCanonical) {
-      const bool stack = &segment_for(sregs, d.mem) == &sregs.ss;
-      return {Fault{stack ? kVectorSs : kVectorGp, 0, std::nullopt}, {}};
-    }
+    const bool stack = &segment_for(sregs, d.mem) == &sregs.ss;
+    if (auto f = fault_for(t.error(), access, ps, linear, stack)) return {f, {}};
     return {std::nullopt, "operand: " + t.error().message()};
   }
   auto host = mem.slice(t->address, d.op_size);
@@ -516,14 +550,21 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory
     case AssistKind::kPopcnt: {
       uint64_t src = 0;
       if (d.src_is_mem) {
-        const PagingState ps{sregs->cr0, sregs->cr3, sregs->cr4, sregs->efer};
-        const uint64_t linear = linear_address(r, *sregs, d, mode);
-        // GUEST: a guest-chosen address, read through the checked page walk.
-        auto rd = read_linear(mem, ps, linear,
-                              std::span<uint8_t>(reinterpret_cast<uint8_t*>(&src), d.op_size));
-        if (!rd)
-          return failed(d.kind, describe_emulation_failure(
-                                    r.rip, bytes, "popcnt source: " + rd.error().message()));
+        // GUEST: a guest-chosen address, read as the guest's CPL may.
+        const ExecResult ex =
+            read_operand(mem, *sregs, linear_address(r, *sregs, d, mode),
+                         &segment_for(*sregs, d.mem) == &sregs->ss,
+                         std::span<uint8_t>(reinterpret_cast<uint8_t*>(&src), d.op_size));
+        if (!ex.error.empty()) {
+          return failed(d.kind,
+                        describe_emulation_failure(r.rip, bytes, "popcnt source: " + ex.error));
+        }
+        if (ex.fault) {
+          auto ok = raise(cpu, *sregs, *ex.fault);
+          if (!ok)
+            return failed(d.kind, describe_emulation_failure(r.rip, bytes, ok.error().message()));
+          return {true, d.kind, {}};
+        }
       } else {
         src = gpr(r, d.src_reg);
       }

@@ -440,6 +440,33 @@ TEST_F(AssistTest, ProtectedModeFetchWrapsAt4GiB) {
   EXPECT_EQ(o.kind, AssistKind::kClac);
 }
 
+TEST_F(AssistTest, PopcntMemorySourceIsReadAtTheGuestsCpl) {
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x20008), uint64_t{0x7}));
+  cpu_.regs.rsp = 0x20000;
+  const Bytes popcnt_rsp8 = {0xf3, 0x48, 0x0f, 0xb8, 0x44, 0x24, 0x08};  // popcnt rax, [rsp+8]
+  enter_user_mode(cpu_);  // a supervisor page: #PF, user read
+  ASSERT_TRUE(run(popcnt_rsp8).handled);
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(14));
+  EXPECT_EQ(cpu_.injected_error, std::optional<uint32_t>(kPfPresent | kPfUser));
+  EXPECT_EQ(cpu_.sregs.cr2, 0x20008u);
+  EXPECT_EQ(cpu_.regs.rip, 0x10000u);
+  // The kernel reads it, and the walk's entries get Accessed (no Dirty for a read).
+  cpu_.injected.reset();
+  cpu_.sregs.cs.selector = 0x10;
+  cpu_.sregs.cs.dpl = 0;
+  ASSERT_TRUE(run(popcnt_rsp8).handled);
+  EXPECT_FALSE(cpu_.injected);
+  EXPECT_EQ(cpu_.regs.rax, 3u);
+  EXPECT_EQ(entry_at(*mem_, kFakePd) & (kA | kD), kA);
+  // A source in a page that is not present: #PF, not a stopped VM.
+  cpu_.regs.rsp = 0x40000000;
+  cpu_.regs.rip = 0x10000;
+  ASSERT_TRUE(run(popcnt_rsp8).handled);
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(14));
+  EXPECT_EQ(cpu_.injected_error, std::optional<uint32_t>(0));
+  EXPECT_EQ(cpu_.sregs.cr2, 0x40000008u);
+}
+
 TEST_F(AssistTest, FetchesFromGuestMemoryWhenTheExitHasNoBytes) {
   const Bytes code = {0x0f, 0x01, 0xca};
   ASSERT_TRUE(mem_->write(memory::GuestAddress(0x10000), code));
