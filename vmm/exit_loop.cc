@@ -56,7 +56,8 @@ void handle_internal_error(Vcpu& vcpu, const ExitLoopDeps& deps, ExitStats& stat
                           std::to_string(run.internal.suberror) + " at " + rip_text(vcpu));
     return;
   }
-  const AssistOutcome out = assist_emulation_failure(vcpu, deps.mem, emulation_failure_bytes(run));
+  const AssistOutcome out =
+      on_emulation_failure(vcpu, deps.mem, emulation_failure_bytes(run), deps.emulation_assist);
   if (!out.handled) {
     deps.stop.request(StopReason::kGuestFault, kExitGuestFault, vcpu_prefix(vcpu) + out.error);
     return;
@@ -160,6 +161,17 @@ void dispatch(Vcpu& vcpu, const ExitLoopDeps& deps, ExitStats& stats) {
 }
 
 }  // namespace
+
+AssistOutcome on_emulation_failure(AssistCpu& cpu, const memory::GuestMemory& mem,
+                                   std::span<const uint8_t> bytes, bool assist) {
+  if (assist) return assist_emulation_failure(cpu, mem, bytes);
+  auto regs = cpu.get_regs();
+  const uint64_t rip = regs ? regs->rip : 0;
+  AssistOutcome out;
+  out.error = describe_emulation_failure(
+      rip, bytes, "KVM could not emulate it (the assist runs only on PVM hosts)");
+  return out;
+}
 
 void ExitStats::merge(const ExitStats& o) {
   pio += o.pio;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "common/memory/guest_memory.h"
@@ -49,9 +50,17 @@ struct ExitLoopDeps {
   const Bus& mmio;
   const memory::GuestMemory& mem;
   StopControl& stop;
-  HaltProbe* halt = nullptr;  // answered after every interrupted KVM_RUN; may be null
-  size_t vcpu_index = 0;      // this vCPU's slot in `halt`
+  HaltProbe* halt = nullptr;      // answered after every interrupted KVM_RUN; may be null
+  size_t vcpu_index = 0;          // this vCPU's slot in `halt`
+  bool emulation_assist = false;  // PVM hosts only: complete the emulator's failures
 };
+
+// GUEST: what one KVM_INTERNAL_ERROR_EMULATION exit comes to. With `assist` (PVM hosts, where
+// guest kernel code runs in KVM's emulator) it is assist_emulation_failure()'s outcome; on a
+// host with hardware virtualization the failure is the guest fault it is: not handled, an
+// error naming RIP and the bytes, and the vCPU left untouched.
+AssistOutcome on_emulation_failure(AssistCpu& cpu, const memory::GuestMemory& mem,
+                                   std::span<const uint8_t> bytes, bool assist);
 
 // Runs `vcpu` until deps.stop.requested(); every fatal exit (triple fault, an emulation failure
 // the assist cannot handle, entry failure, a KVM error) requests the stop itself with its exit

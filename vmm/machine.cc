@@ -255,7 +255,8 @@ void Machine::start_vcpu_threads() {
       if (!ok) {
         stop_.request(StopReason::kHostError, kExitGuestFault, ok.error().message());
       } else {
-        stats_[i] = run_exit_loop(vcpu, ExitLoopDeps{pio_, mmio_, mem_, stop_, halt_.get(), i});
+        stats_[i] = run_exit_loop(
+            vcpu, ExitLoopDeps{pio_, mmio_, mem_, stop_, halt_.get(), i, opts_.pvm_host});
       }
       vcpu_done_[i].store(true, std::memory_order_release);
     });

@@ -52,7 +52,8 @@ int exit_code_for(const MachineErr& e);
 
 // Host facts the builder adapts to.
 struct MachineOptions {
-  bool pvm_host = false;     // append vmm/pvm/pvm_cmdline.h's switches and hide XSAVE in CPUID
+  bool pvm_host = false;     // append vmm/pvm/pvm_cmdline.h's switches, hide XSAVE in CPUID and
+                             // assist emulation failures (vmm/pvm/emulation_assist.h)
   int console_input_fd = 0;  // host fd feeding the UART (stdin); < 0 for none
 };
 

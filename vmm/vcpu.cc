@@ -238,14 +238,14 @@ Result<void, KvmErr> Vcpu::set_sregs(const kvm_sregs& sregs) {
   return {};
 }
 
-Result<void, KvmErr> Vcpu::inject_exception(uint8_t vector) {
+Result<void, KvmErr> Vcpu::inject_exception(uint8_t vector, std::optional<uint32_t> error_code) {
   kvm_vcpu_events ev{};
   if (xioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &ev) < 0) return ioctl_error("KVM_GET_VCPU_EVENTS");
   ev.exception.injected = 1;
   ev.exception.pending = 0;
   ev.exception.nr = vector;
-  ev.exception.has_error_code = 0;
-  ev.exception.error_code = 0;
+  ev.exception.has_error_code = error_code.has_value() ? 1 : 0;
+  ev.exception.error_code = error_code.value_or(0);
   if (xioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &ev) < 0) return ioctl_error("KVM_SET_VCPU_EVENTS");
   return {};
 }

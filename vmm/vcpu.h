@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "common/result.h"
@@ -80,7 +81,8 @@ class Vcpu final : public AssistCpu {
   Result<void, KvmErr> set_regs(const kvm_regs& regs) override;
   Result<kvm_sregs, KvmErr> get_sregs() override;
   Result<void, KvmErr> set_sregs(const kvm_sregs& sregs) override;
-  Result<void, KvmErr> inject_exception(uint8_t vector) override;
+  Result<void, KvmErr> inject_exception(uint8_t vector,
+                                        std::optional<uint32_t> error_code) override;
   Result<uint64_t, KvmErr> get_msr(uint32_t index) override;
 
  private:

@@ -44,20 +44,25 @@ void isr_dispatch(struct irq_frame* frame) {
   (fn ? fn : default_handler)(frame);
 }
 
-void idt_init(void) {
+static void write_gate(int v, uint64_t addr) {
   uint16_t cs;
   __asm__ volatile("mov %%cs, %0" : "=r"(cs));
-  for (int v = 0; v < 256; ++v) {
-    uint64_t addr = (uint64_t)(uintptr_t)(isr_stubs + v * ISR_STUB_SIZE);
-    idt[v].offset_low = (uint16_t)addr;
-    idt[v].selector = cs;
-    idt[v].ist = 0;
-    idt[v].type_attr = GATE_INTERRUPT;
-    idt[v].offset_mid = (uint16_t)(addr >> 16);
-    idt[v].offset_high = (uint32_t)(addr >> 32);
-    idt[v].reserved = 0;
-  }
+  idt[v].offset_low = (uint16_t)addr;
+  idt[v].selector = cs;
+  idt[v].ist = 0;
+  idt[v].type_attr = GATE_INTERRUPT;
+  idt[v].offset_mid = (uint16_t)(addr >> 16);
+  idt[v].offset_high = (uint32_t)(addr >> 32);
+  idt[v].reserved = 0;
+}
+
+void idt_init(void) {
+  for (int v = 0; v < 256; ++v) write_gate(v, (uint64_t)(uintptr_t)(isr_stubs + v * ISR_STUB_SIZE));
   idt_load();
+}
+
+void idt_set_gate(uint8_t vector, const void* entry) {
+  write_gate(vector, (uint64_t)(uintptr_t)(entry ? entry : isr_stubs + vector * ISR_STUB_SIZE));
 }
 
 void idt_load(void) {

@@ -30,5 +30,8 @@ void idt_init(void);
 void idt_load(void);
 /* Installs a handler for one vector. */
 void idt_set_handler(uint8_t vector, irq_handler fn);
+/* Points `vector`'s gate at `entry` (code that ends in the vector's isr.S stub), or back at
+ * the stub itself when entry is NULL. */
+void idt_set_gate(uint8_t vector, const void* entry);
 /* Loads an IDT with limit 0: the next exception triple-faults. */
 void idt_load_empty(void);

@@ -8,6 +8,7 @@
 #include "io.h"
 #include "libc.h"
 #include "platform.h"
+#include "ring3.h"
 #include "smp.h"
 #include "uart.h"
 
@@ -193,6 +194,8 @@ static const struct tg_test tests[] = {
     {"triplefault", "empty IDT + ud2: the VM must stop with a triple fault", triplefault},
     {"smp", "start all CPUs with INIT-SIPI-SIPI and count them", smp},
     {"bootmark", "write the boot-timer port", bootmark},
+    {"syscall", "a user `syscall` reaches LSTAR in ring 0", ring3_syscall},
+    {"syscall-forge", "a user `jmp` to LSTAR gets a #PF, never ring 0", ring3_forged_syscall},
     {"idle", "print a line, then halt until the host stops the VM", idle},
     {"blk-rw", "virtio-blk: write a pattern, FLUSH, read back and compare", blk_rw},
     {"blk-id", "virtio-blk: GET_ID equals blk.serial=", blk_id},

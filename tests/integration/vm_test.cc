@@ -103,6 +103,28 @@ TEST_F(VmTest, BootTimerLogsTheTime) {
   EXPECT_NE(r.err.find("guest boot-timer: user space reached after"), std::string::npos) << r.err;
 }
 
+TEST_F(VmTest, UserSyscallReachesLstarInRingZero) {
+  const ChildResult r = guest("syscall");
+  ASSERT_TRUE(r.exited) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("syscall: at LSTAR in ring 0"), std::string::npos) << r.out;
+  // On PVM hosts the `syscall` stays in ring 3 and the SYSCALL repair completes it.
+  if (vmm::host_is_pvm()) {
+    EXPECT_NE(r.err.find("assist[syscall-repair]=1"), std::string::npos) << r.err;
+  }
+}
+
+TEST_F(VmTest, UserJumpToLstarGetsAnOrdinaryPageFault) {
+  // Ring 3 sets RCX/R11 as it likes and jumps to LSTAR: the guest kernel must see the #PF of a
+  // user fetch from a supervisor page, never run LSTAR's code in ring 0.
+  const ChildResult r = guest("syscall-forge");
+  ASSERT_TRUE(r.exited) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("ordinary page fault at LSTAR from ring 3"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("reached ring 0"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err.find("assist[syscall-repair]"), std::string::npos) << r.err;
+}
+
 TEST_F(VmTest, ClacAndStacAreCompleted) {
   // stac; pushfq; pop rbx; shr rbx,18; and ebx,1; clac; pushfq; pop rax; shr rax,18;
   // and eax,1; lea eax,[rax+rbx*2]; out 0xf4,al  -> exit status 2 (AC set, then clear)

@@ -30,16 +30,21 @@ constexpr std::array<AssistCase, kAssistKindCount> kCases{{
     {AssistKind::kStac, "0F 01 CB", "RFLAGS.AC = 1, RIP += 3",
      "SMAP's stac before user copies; the only effect is on AC"},
     {AssistKind::kPopcnt, "F3 [REX] 0F B8 /r", "dst = popcount(src), flags, RIP += length",
-     "the kernel's hweight helpers; register and memory sources are computed exactly"},
+     "the kernel's hweight helpers; register and memory sources are computed exactly, a memory "
+     "source read at the guest's CPL (#PF injected when not allowed)"},
     {AssistKind::kFwait, "9B", "RIP += 1",
      "fwait only raises pending x87 exceptions, which the guest never has unmasked here"},
     {AssistKind::kCmpxchg8b16b, "[F0] [REX.W] 0F C7 /1 (memory)",
-     "compare RDX:RAX with m64/m128 and exchange, atomically on the host mapping",
+     "compare RDX:RAX with m64/m128 and exchange, atomically on the host mapping, after the "
+     "CPU's own checks at the guest's CPL: U/S, R/W (CR0.WP) -> #PF with CR2; Accessed on the "
+     "walk and Dirty on the leaf set; a non-canonical address -> #GP(0) / #SS(0)",
      "KVM's emulator refuses cmpxchg16b (Linux SLUB's cmpxchg_double); done with the host's "
      "own locked cmpxchg so other vCPUs see it atomic"},
     {AssistKind::kSyscallRepair, "any, at the first instruction of the IDT's #PF handler",
-     "frame CS RPL 3 and RIP == LSTAR: drop the frame, CS/SS from STAR, RIP = LSTAR, RSP = "
-     "frame RSP, RFLAGS = frame RFLAGS & ~FMASK | 2",
+     "frame of a user fetch fault (0x15) at LSTAR from STAR's user CS/SS, frame RFLAGS == R11 & "
+     "~FMASK, RCX != LSTAR, 0F 05 at RCX - 2 user-executable: drop the frame, CS/SS from STAR, "
+     "RIP = LSTAR, RSP = frame RSP, RFLAGS = frame RFLAGS & ~FMASK & ~RF | 2; anything else "
+     "(a user jmp to LSTAR) keeps its ordinary #PF",
      "PVM leaves a user `syscall` in ring 3 at LSTAR, whose fetch faults; this is the state "
      "SYSCALL itself produces (RCX and R11 are already set). See vmm/pvm/pvm_syscall.h"},
     {AssistKind::kUnknown, "anything else", "stop the VM, report RIP and the bytes",
@@ -47,8 +52,10 @@ constexpr std::array<AssistCase, kAssistKindCount> kCases{{
 }};
 
 constexpr size_t kMaxInsnLength = 15;
-constexpr uint8_t kVectorBp = 3;  // #BP
-constexpr uint8_t kVectorUd = 6;  // #UD
+constexpr uint8_t kVectorBp = 3;   // #BP
+constexpr uint8_t kVectorUd = 6;   // #UD
+constexpr uint8_t kVectorSs = 12;  // #SS
+constexpr uint8_t kVectorGp = 13;  // #GP
 
 bool is_segment_prefix(uint8_t b) {
   return b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 || b == 0x65;
@@ -235,6 +242,8 @@ const kvm_segment& segment_for(const kvm_sregs& s, const MemOperand& m) {
 }
 
 // The linear address of a memory operand (64-bit code ignores all bases but FS and GS).
+// Outside 64-bit mode (protected or compatibility mode) linear addresses are 32 bits wide:
+// base + offset wraps at 4 GiB.
 uint64_t linear_address(const kvm_regs& regs, const kvm_sregs& sregs, const DecodedInsn& d,
                         CodeMode mode) {
   kvm_regs r = regs;
@@ -244,7 +253,8 @@ uint64_t linear_address(const kvm_regs& regs, const kvm_sregs& sregs, const Deco
   if (m.index >= 0) ea += gpr(r, m.index) * m.scale;
   if (m.rip_relative) ea += regs.rip + d.length;
   if (m.addr32) ea &= 0xffffffffULL;
-  const bool seg_applies = mode != CodeMode::k64 || m.segment == 0x64 || m.segment == 0x65;
+  if (mode != CodeMode::k64) return (ea + segment_for(sregs, m).base) & 0xffffffffULL;
+  const bool seg_applies = m.segment == 0x64 || m.segment == 0x65;
   return seg_applies ? ea + segment_for(sregs, m).base : ea;
 }
 
@@ -253,15 +263,9 @@ CodeMode code_mode(const kvm_sregs& s) {
   return s.cs.db ? CodeMode::k32 : CodeMode::k16;
 }
 
-std::string describe(uint64_t rip, std::span<const uint8_t> bytes, const std::string& why) {
-  std::string out = "emulation failure at RIP " + hex(rip) + ", bytes";
-  char buf[8];
-  if (bytes.empty()) out += " (none)";
-  for (uint8_t b : bytes) {
-    std::snprintf(buf, sizeof(buf), " %02x", b);
-    out += buf;
-  }
-  return out + ": " + why;
+// The current privilege level: CS.RPL in protected mode, 0 in real mode.
+unsigned cpl(const kvm_sregs& s) {
+  return (s.cr0 & X86_CR0_PE) != 0 ? (s.cs.selector & 3u) : 0u;
 }
 
 AssistOutcome failed(AssistKind kind, std::string error) {
@@ -276,7 +280,8 @@ AssistOutcome failed(AssistKind kind, std::string error) {
 size_t fetch_bytes(const memory::GuestMemory& mem, const kvm_regs& regs, const kvm_sregs& sregs,
                    CodeMode mode, std::array<uint8_t, kMaxInsnLength>& out) {
   const PagingState ps{sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer};
-  uint64_t linear = regs.rip + (mode == CodeMode::k64 ? 0 : sregs.cs.base);
+  const uint64_t linear =
+      mode == CodeMode::k64 ? regs.rip : (regs.rip + sregs.cs.base) & 0xffffffffULL;
   if (read_linear(mem, ps, linear, out)) return out.size();
   size_t first = std::min<size_t>(out.size(), 4096 - (linear & 4095));
   if (read_linear(mem, ps, linear, std::span<uint8_t>(out).first(first))) return first;
@@ -305,17 +310,79 @@ bool locked_cmpxchg(uint8_t* p, uint8_t size, uint64_t& lo, uint64_t& hi, uint64
   return equal;
 }
 
-// GUEST: cmpxchg8b/16b on a guest-chosen address, found through the checked page walk; the
-// operand must be naturally aligned (cmpxchg16b faults otherwise: not emulated, reported).
-std::optional<std::string> do_cmpxchg(const memory::GuestMemory& mem, const kvm_sregs& sregs,
-                                      kvm_regs& r, const DecodedInsn& d, CodeMode mode) {
+// An exception an emulated access raises instead of completing.
+struct Fault {
+  uint8_t vector = 0;
+  uint32_t error_code = 0;
+  std::optional<uint64_t> cr2;  // the faulting address, for #PF
+};
+
+// How an emulated instruction ended: done, a fault to inject, or an error that stops the VM.
+struct ExecResult {
+  std::optional<Fault> fault;
+  std::string error;
+};
+
+// The exception a failed checked walk raises: #PF (with CR2 = `linear`) for page faults,
+// #GP(0) / #SS(0) for a non-canonical address; nullopt (stop the VM) for the rest.
+std::optional<Fault> fault_for(const PageWalkErr& e, const AccessType& access,
+                               const PagingState& ps, uint64_t linear, bool stack_segment) {
+  if (auto code = page_fault_error_code(e.code, access, ps)) {
+    return Fault{kPageFaultVector, *code, linear};
+  }
+  if (e.code == PageWalkError::kNonCanonical) {
+    return Fault{stack_segment ? kVectorSs : kVectorGp, 0, std::nullopt};
+  }
+  return std::nullopt;
+}
+
+// GUEST: reads a memory operand as the CPU would at the guest's CPL, page by page: permission
+// checks, Accessed set on each walk; a fault instead when the access is not allowed.
+ExecResult read_operand(const memory::GuestMemory& mem, const kvm_sregs& sregs, uint64_t linear,
+                        bool stack_segment, std::span<uint8_t> out) {
+  const PagingState ps{sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer};
+  const AccessType access{false, cpl(sregs) == 3, false};
+  size_t done = 0;
+  while (done < out.size()) {
+    const uint64_t va = linear + done;
+    const size_t chunk = std::min<uint64_t>(out.size() - done, 4096 - (va & 4095));
+    auto t = translate_checked(mem, ps, va, access);
+    if (!t) {
+      if (auto f = fault_for(t.error(), access, ps, va, stack_segment)) return {f, {}};
+      return {std::nullopt, t.error().message()};
+    }
+    if (auto ad = set_accessed_dirty(mem, *t, false); !ad)
+      return {std::nullopt, ad.error().message()};
+    if (auto rd = mem.read(t->address, out.subspan(done, chunk)); !rd) {
+      return {std::nullopt, rd.error().message()};
+    }
+    done += chunk;
+  }
+  return {};
+}
+
+// GUEST: cmpxchg8b/16b on a guest-chosen address, found through the checked page walk at the
+// guest's CPL: a locked cmpxchg always writes (the old value back on a mismatch), so it needs
+// write access, and sets Accessed on the walk and Dirty on the leaf. A page fault or a
+// non-canonical address becomes the guest's exception; the operand must be naturally aligned
+// (cmpxchg16b faults otherwise: not emulated, reported).
+ExecResult do_cmpxchg(const memory::GuestMemory& mem, const kvm_sregs& sregs, kvm_regs& r,
+                      const DecodedInsn& d, CodeMode mode) {
   const PagingState ps{sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer};
   const uint64_t linear = linear_address(r, sregs, d, mode);
-  if (linear % d.op_size != 0) return std::string("misaligned operand");
-  auto pa = translate_linear(mem, ps, linear);
-  if (!pa) return "operand: " + pa.error().message();
-  auto host = mem.slice(*pa, d.op_size);
-  if (!host) return "operand: " + host.error().message();
+  if (linear % d.op_size != 0) return {std::nullopt, "misaligned operand"};
+  const AccessType access{true, cpl(sregs) == 3, false};
+  auto t = translate_checked(mem, ps, linear, access);
+  if (!t) {
+    const bool stack = &segment_for(sregs, d.mem) == &sregs.ss;
+    if (auto f = fault_for(t.error(), access, ps, linear, stack)) return {f, {}};
+    return {std::nullopt, "operand: " + t.error().message()};
+  }
+  auto host = mem.slice(t->address, d.op_size);
+  if (!host) return {std::nullopt, "operand: " + host.error().message()};
+  if (auto ad = set_accessed_dirty(mem, *t, true); !ad) {
+    return {std::nullopt, "operand: " + ad.error().message()};
+  }
   uint64_t lo = r.rax, hi = r.rdx;
   const bool equal = locked_cmpxchg(host->data(), d.op_size, lo, hi, r.rbx, r.rcx);
   if (equal) {
@@ -325,7 +392,18 @@ std::optional<std::string> do_cmpxchg(const memory::GuestMemory& mem, const kvm_
     r.rax = lo;
     r.rdx = hi;
   }
-  return std::nullopt;
+  return {};
+}
+
+// Delivers `f` to the guest: CR2 first for a #PF, then the exception; RIP stays on the
+// faulting instruction.
+Result<void, KvmErr> raise(AssistCpu& cpu, const kvm_sregs& sregs, const Fault& f) {
+  if (f.cr2) {
+    kvm_sregs s = sregs;
+    s.cr2 = *f.cr2;
+    if (auto ok = cpu.set_sregs(s); !ok) return ok;
+  }
+  return cpu.inject_exception(f.vector, f.error_code);
 }
 
 }  // namespace
@@ -388,6 +466,18 @@ PopcntResult popcnt_apply(uint64_t src, uint8_t op_size, uint64_t rflags) {
   return {static_cast<uint64_t>(std::popcount(v)), f};
 }
 
+std::string describe_emulation_failure(uint64_t rip, std::span<const uint8_t> bytes,
+                                       const std::string& why) {
+  std::string out = "emulation failure at RIP " + hex(rip) + ", bytes";
+  char buf[8];
+  if (bytes.empty()) out += " (none)";
+  for (uint8_t b : bytes) {
+    std::snprintf(buf, sizeof(buf), " %02x", b);
+    out += buf;
+  }
+  return out + ": " + why;
+}
+
 std::span<const uint8_t> emulation_failure_bytes(const kvm_run& run) {
   const auto& ef = run.emulation_failure;
   if (ef.suberror != KVM_INTERNAL_ERROR_EMULATION) return {};
@@ -422,17 +512,20 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory
   switch (d.kind) {
     case AssistKind::kUnknown:
     case AssistKind::kSyscallRepair:  // never decoded from bytes
-      return failed(d.kind, describe(r.rip, bytes, "instruction not handled by the assist"));
+      return failed(d.kind, describe_emulation_failure(r.rip, bytes,
+                                                       "instruction not handled by the assist"));
     case AssistKind::kUd2: {
-      auto ok = cpu.inject_exception(kVectorUd);
-      if (!ok) return failed(d.kind, describe(r.rip, bytes, ok.error().message()));
+      auto ok = cpu.inject_exception(kVectorUd, std::nullopt);
+      if (!ok)
+        return failed(d.kind, describe_emulation_failure(r.rip, bytes, ok.error().message()));
       return {true, d.kind, {}};
     }
     case AssistKind::kInt3: {
       r.rip += d.length;
       auto ok = cpu.set_regs(r);
-      if (ok) ok = cpu.inject_exception(kVectorBp);
-      if (!ok) return failed(d.kind, describe(regs->rip, bytes, ok.error().message()));
+      if (ok) ok = cpu.inject_exception(kVectorBp, std::nullopt);
+      if (!ok)
+        return failed(d.kind, describe_emulation_failure(regs->rip, bytes, ok.error().message()));
       return {true, d.kind, {}};
     }
     case AssistKind::kClac:
@@ -442,21 +535,36 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory
       break;
     case AssistKind::kFwait:
       break;
-    case AssistKind::kCmpxchg8b16b:
-      if (auto err = do_cmpxchg(mem, *sregs, r, d, mode)) {
-        return failed(d.kind, describe(r.rip, bytes, *err));
+    case AssistKind::kCmpxchg8b16b: {
+      const ExecResult ex = do_cmpxchg(mem, *sregs, r, d, mode);
+      if (!ex.error.empty())
+        return failed(d.kind, describe_emulation_failure(r.rip, bytes, ex.error));
+      if (ex.fault) {
+        auto ok = raise(cpu, *sregs, *ex.fault);
+        if (!ok)
+          return failed(d.kind, describe_emulation_failure(r.rip, bytes, ok.error().message()));
+        return {true, d.kind, {}};
       }
       break;
+    }
     case AssistKind::kPopcnt: {
       uint64_t src = 0;
       if (d.src_is_mem) {
-        const PagingState ps{sregs->cr0, sregs->cr3, sregs->cr4, sregs->efer};
-        const uint64_t linear = linear_address(r, *sregs, d, mode);
-        // GUEST: a guest-chosen address, read through the checked page walk.
-        auto rd = read_linear(mem, ps, linear,
-                              std::span<uint8_t>(reinterpret_cast<uint8_t*>(&src), d.op_size));
-        if (!rd)
-          return failed(d.kind, describe(r.rip, bytes, "popcnt source: " + rd.error().message()));
+        // GUEST: a guest-chosen address, read as the guest's CPL may.
+        const ExecResult ex =
+            read_operand(mem, *sregs, linear_address(r, *sregs, d, mode),
+                         &segment_for(*sregs, d.mem) == &sregs->ss,
+                         std::span<uint8_t>(reinterpret_cast<uint8_t*>(&src), d.op_size));
+        if (!ex.error.empty()) {
+          return failed(d.kind,
+                        describe_emulation_failure(r.rip, bytes, "popcnt source: " + ex.error));
+        }
+        if (ex.fault) {
+          auto ok = raise(cpu, *sregs, *ex.fault);
+          if (!ok)
+            return failed(d.kind, describe_emulation_failure(r.rip, bytes, ok.error().message()));
+          return {true, d.kind, {}};
+        }
       } else {
         src = gpr(r, d.src_reg);
       }
@@ -469,7 +577,8 @@ AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory
   }
   r.rip += d.length;
   auto ok = cpu.set_regs(r);
-  if (!ok) return failed(d.kind, describe(regs->rip, bytes, ok.error().message()));
+  if (!ok)
+    return failed(d.kind, describe_emulation_failure(regs->rip, bytes, ok.error().message()));
   return {true, d.kind, {}};
 }
 

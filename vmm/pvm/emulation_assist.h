@@ -15,6 +15,7 @@
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -100,8 +101,10 @@ class AssistCpu {
   // KVM_GET_SREGS / KVM_SET_SREGS.
   virtual Result<kvm_sregs, KvmErr> get_sregs() = 0;
   virtual Result<void, KvmErr> set_sregs(const kvm_sregs& sregs) = 0;
-  // Queues exception `vector` (no error code) for delivery at the next entry.
-  virtual Result<void, KvmErr> inject_exception(uint8_t vector) = 0;
+  // Queues exception `vector`, with `error_code` when it has one, for delivery at the next
+  // entry (a #PF's CR2 is set with set_sregs first).
+  virtual Result<void, KvmErr> inject_exception(uint8_t vector,
+                                                std::optional<uint32_t> error_code) = 0;
   // Reads an MSR (LSTAR, STAR, FMASK for the SYSCALL repair).
   virtual Result<uint64_t, KvmErr> get_msr(uint32_t index) = 0;
 };
@@ -117,6 +120,10 @@ struct AssistOutcome {
 // KVM reported with the exit (empty when it reported none).
 AssistOutcome assist_emulation_failure(AssistCpu& cpu, const memory::GuestMemory& mem,
                                        std::span<const uint8_t> exit_bytes);
+
+// "emulation failure at RIP 0x..., bytes 0f 0b: why": the error line of an unhandled failure.
+std::string describe_emulation_failure(uint64_t rip, std::span<const uint8_t> bytes,
+                                       const std::string& why);
 
 // The instruction bytes of an emulation-failure exit, when KVM provided them.
 std::span<const uint8_t> emulation_failure_bytes(const kvm_run& run);

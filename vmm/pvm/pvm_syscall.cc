@@ -52,8 +52,17 @@ std::optional<ExceptionFrame> parse_error_frame(std::span<const uint8_t> b) {
   return ExceptionFrame{le64(b, 0), le64(b, 8), le64(b, 16), le64(b, 24), le64(b, 32), le64(b, 40)};
 }
 
-bool is_lost_user_syscall(const ExceptionFrame& frame, uint64_t lstar) {
-  return (frame.cs & 3) == 3 && frame.rip == lstar;
+bool is_lost_user_syscall(const ExceptionFrame& frame, const SyscallMsrs& msrs,
+                          const SyscallEvidence& ev) {
+  const uint64_t sysret_base = (msrs.star >> 48) & 0xffff;
+  const uint64_t user_cs = (sysret_base + 16) | 3;
+  const uint64_t user_ss = (sysret_base + 8) | 3;
+  // PVM's `syscall` copies RFLAGS to R11 and masks RFLAGS with FMASK before the fetch at LSTAR
+  // faults; the fault's delivery adds RF. A jump leaves RFLAGS unmasked (IF stays set).
+  const uint64_t rf = X86_EFLAGS_RF;
+  const bool flags_match = (frame.rflags & ~rf) == (ev.r11 & ~msrs.fmask & ~rf);
+  return frame.rip == msrs.lstar && frame.error_code == ev.fetch_error && frame.cs == user_cs &&
+         frame.ss == user_ss && flags_match && ev.rcx != msrs.lstar;
 }
 
 SyscallEntryState syscall_entry_state(const ExceptionFrame& frame, const SyscallMsrs& msrs) {
@@ -63,7 +72,8 @@ SyscallEntryState syscall_entry_state(const ExceptionFrame& frame, const Syscall
   s.ss = flat_segment(static_cast<uint16_t>(kernel_cs + 8), kTypeDataReadWriteAccessed, false);
   s.rip = msrs.lstar;
   s.rsp = frame.rsp;
-  s.rflags = (frame.rflags & ~msrs.fmask) | X86_EFLAGS_FIXED;
+  s.rflags =
+      (frame.rflags & ~msrs.fmask & ~static_cast<uint64_t>(X86_EFLAGS_RF)) | X86_EFLAGS_FIXED;
   return s;
 }
 
@@ -84,7 +94,7 @@ SyscallRepairOutcome repair_lost_syscall(AssistCpu& cpu, const memory::GuestMemo
   SyscallMsrs msrs;
   auto lstar = cpu.get_msr(kMsrLstar);
   if (!lstar) return {false, kvm_error("reading LSTAR", lstar.error())};
-  if (!is_lost_user_syscall(frame, *lstar)) return {};
+  if (frame.rip != *lstar) return {};
   auto star = cpu.get_msr(kMsrStar);
   if (!star) return {false, kvm_error("reading STAR", star.error())};
   auto fmask = cpu.get_msr(kMsrFmask);
@@ -92,6 +102,17 @@ SyscallRepairOutcome repair_lost_syscall(AssistCpu& cpu, const memory::GuestMemo
   msrs.lstar = *lstar;
   msrs.star = *star;
   msrs.fmask = *fmask;
+
+  // GUEST: RCX and R11 are whatever user mode left in them; a jump to LSTAR sets them at will.
+  constexpr AccessType kUserFetch{false, true, true};
+  const SyscallEvidence ev{regs.rcx, regs.r11,
+                           *page_fault_error_code(PageWalkError::kProtection, kUserFetch, ps)};
+  if (!is_lost_user_syscall(frame, msrs, ev)) return {};
+  // GUEST: the instruction that trapped must be a `syscall` the user could execute, read with
+  // the page tables in force at the fault (the user's CR3).
+  std::array<uint8_t, kSyscallBytes.size()> insn{};
+  if (!read_checked(mem, ps, regs.rcx - insn.size(), kUserFetch, insn)) return {};
+  if (insn != kSyscallBytes) return {};
 
   const SyscallEntryState entry = syscall_entry_state(frame, msrs);
   kvm_sregs s = sregs;

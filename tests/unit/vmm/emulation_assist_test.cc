@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tests/unit/vmm/fake_cpu.h"
+#include "vmm/pvm/page_walk.h"
 
 namespace kindling::vmm {
 namespace {
@@ -309,6 +310,161 @@ TEST_F(AssistTest, MisalignedCmpxchg16bIsReported) {
   const AssistOutcome o = run({0xf0, 0x49, 0x0f, 0xc7, 0x4e, 0x20});
   EXPECT_FALSE(o.handled);
   EXPECT_NE(o.error.find("misaligned"), std::string::npos) << o.error;
+}
+
+// ---- cmpxchg8b/16b: privilege, page permissions, Accessed/Dirty, faults, address width ----
+
+// lock cmpxchg16b [r14 + 0x20]
+const Bytes kCmpxchg16bR14 = {0xf0, 0x49, 0x0f, 0xc7, 0x4e, 0x20};
+constexpr uint64_t kUs = 0x4, kA = 0x20, kD = 0x40;
+
+uint64_t entry_at(const memory::GuestMemory& mem, uint64_t pa) {
+  auto v = mem.read_obj<uint64_t>(memory::GuestAddress(pa));
+  return v ? *v : ~0ULL;
+}
+
+TEST_F(AssistTest, Cmpxchg16bSetsAccessedOnTheWalkAndDirtyOnTheLeaf) {
+  cpu_.regs.r14 = 0x30000;
+  ASSERT_TRUE(run(kCmpxchg16bR14).handled);
+  EXPECT_EQ(entry_at(*mem_, kFakePml4) & (kA | kD), kA);
+  EXPECT_EQ(entry_at(*mem_, kFakePdpt) & (kA | kD), kA);
+  EXPECT_EQ(entry_at(*mem_, kFakePd) & (kA | kD), kA | kD);  // the 2 MiB leaf
+}
+
+// The guest at CPL 3 (CS RPL 3) in 64-bit mode.
+void enter_user_mode(FakeCpu& cpu) {
+  cpu.sregs.cs.selector = 0x33;
+  cpu.sregs.cs.dpl = 3;
+}
+
+TEST_F(AssistTest, UserCmpxchgOnASupervisorPageInjectsPageFault) {
+  enter_user_mode(cpu_);
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x30020), uint64_t{0x1111}));
+  cpu_.regs.r14 = 0x30000;
+  cpu_.regs.rax = 0x1111;
+  cpu_.regs.rbx = 0xaaaa;
+  const AssistOutcome o = run(kCmpxchg16bR14);
+  ASSERT_TRUE(o.handled) << o.error;
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(14));
+  EXPECT_EQ(cpu_.injected_error, std::optional<uint32_t>(kPfPresent | kPfWrite | kPfUser));
+  EXPECT_EQ(cpu_.sregs.cr2, 0x30020u);
+  EXPECT_EQ(cpu_.regs.rip, 0x10000u);  // a fault: RIP stays on the instruction
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(memory::GuestAddress(0x30020)), 0x1111u);
+  EXPECT_EQ(entry_at(*mem_, kFakePd) & (kA | kD), 0u);
+}
+
+TEST_F(AssistTest, UserCmpxchgOnAUserPageSucceeds) {
+  enter_user_mode(cpu_);
+  for (uint64_t at : {kFakePml4, kFakePdpt, kFakePd}) {
+    ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(at), entry_at(*mem_, at) | kUs));
+  }
+  cpu_.regs.r14 = 0x30000;
+  const AssistOutcome o = run(kCmpxchg16bR14);
+  ASSERT_TRUE(o.handled) << o.error;
+  EXPECT_FALSE(cpu_.injected);
+  EXPECT_EQ(cpu_.regs.rip, 0x10006u);
+}
+
+TEST_F(AssistTest, WriteToAReadOnlyPageFaultsForUserAlwaysAndKernelWithWp) {
+  for (uint64_t at : {kFakePml4, kFakePdpt, kFakePd}) {
+    ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(at), entry_at(*mem_, at) | kUs));
+  }
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(kFakePd),
+                              entry_at(*mem_, kFakePd) & ~uint64_t{kPteWritable}));
+  cpu_.regs.r14 = 0x30000;
+  // Kernel, CR0.WP clear: the write goes through.
+  ASSERT_TRUE(run(kCmpxchg16bR14).handled);
+  EXPECT_FALSE(cpu_.injected);
+  // Kernel, CR0.WP set: #PF, present | write.
+  cpu_.regs.rip = 0x10000;
+  cpu_.sregs.cr0 |= X86_CR0_WP;
+  ASSERT_TRUE(run(kCmpxchg16bR14).handled);
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(14));
+  EXPECT_EQ(cpu_.injected_error, std::optional<uint32_t>(kPfPresent | kPfWrite));
+  EXPECT_EQ(cpu_.regs.rip, 0x10000u);
+  // User, CR0.WP clear: #PF, present | write | user.
+  cpu_.injected.reset();
+  cpu_.sregs.cr0 &= ~static_cast<uint64_t>(X86_CR0_WP);
+  enter_user_mode(cpu_);
+  ASSERT_TRUE(run(kCmpxchg16bR14).handled);
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(14));
+  EXPECT_EQ(cpu_.injected_error, std::optional<uint32_t>(kPfPresent | kPfWrite | kPfUser));
+}
+
+TEST_F(AssistTest, NotPresentOperandInjectsPageFaultInsteadOfStopping) {
+  cpu_.regs.r14 = 0x40000000;  // PDPT[1] is not present
+  const AssistOutcome o = run(kCmpxchg16bR14);
+  ASSERT_TRUE(o.handled) << o.error;
+  EXPECT_EQ(o.kind, AssistKind::kCmpxchg8b16b);
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(14));
+  EXPECT_EQ(cpu_.injected_error, std::optional<uint32_t>(kPfWrite));
+  EXPECT_EQ(cpu_.sregs.cr2, 0x40000020u);
+  EXPECT_EQ(cpu_.regs.rip, 0x10000u);
+}
+
+TEST_F(AssistTest, NonCanonicalOperandInjectsGeneralProtection) {
+  cpu_.regs.r14 = 0x0000800000000000ULL;
+  const AssistOutcome o = run(kCmpxchg16bR14);
+  ASSERT_TRUE(o.handled) << o.error;
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(13));
+  EXPECT_EQ(cpu_.injected_error, std::optional<uint32_t>(0));
+}
+
+TEST_F(AssistTest, CompatibilityModeAddressesWrapAt4GiB) {
+  cpu_.sregs.cs.l = 0;
+  cpu_.sregs.cs.db = 1;  // 32-bit code under long mode
+  cpu_.sregs.ds.base = 0x30010;
+  cpu_.regs.rdi = 0xfffffff0;  // DS.base + EDI = 0x1'0003'0000 wraps to 0x30000
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x30000), uint64_t{0x0000000200000001}));
+  cpu_.regs.rax = 1;
+  cpu_.regs.rdx = 2;
+  cpu_.regs.rbx = 3;
+  cpu_.regs.rcx = 4;
+  const AssistOutcome o = run({0x0f, 0xc7, 0x0f});  // cmpxchg8b [edi]
+  ASSERT_TRUE(o.handled) << o.error;
+  EXPECT_FALSE(cpu_.injected);
+  EXPECT_EQ(*mem_->read_obj<uint64_t>(memory::GuestAddress(0x30000)), 0x0000000400000003u);
+}
+
+TEST_F(AssistTest, ProtectedModeFetchWrapsAt4GiB) {
+  cpu_.sregs.cr0 = X86_CR0_PE;  // no paging, no long mode
+  cpu_.sregs.efer = 0;
+  cpu_.sregs.cs.l = 0;
+  cpu_.sregs.cs.db = 1;
+  cpu_.sregs.cs.base = 0xfff00000;
+  cpu_.regs.rip = 0x110000;  // CS.base + EIP wraps to 0x10000
+  const Bytes clac = {0x0f, 0x01, 0xca};
+  ASSERT_TRUE(mem_->write(memory::GuestAddress(0x10000), clac));
+  const AssistOutcome o = run({});
+  ASSERT_TRUE(o.handled) << o.error;
+  EXPECT_EQ(o.kind, AssistKind::kClac);
+}
+
+TEST_F(AssistTest, PopcntMemorySourceIsReadAtTheGuestsCpl) {
+  ASSERT_TRUE(mem_->write_obj(memory::GuestAddress(0x20008), uint64_t{0x7}));
+  cpu_.regs.rsp = 0x20000;
+  const Bytes popcnt_rsp8 = {0xf3, 0x48, 0x0f, 0xb8, 0x44, 0x24, 0x08};  // popcnt rax, [rsp+8]
+  enter_user_mode(cpu_);  // a supervisor page: #PF, user read
+  ASSERT_TRUE(run(popcnt_rsp8).handled);
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(14));
+  EXPECT_EQ(cpu_.injected_error, std::optional<uint32_t>(kPfPresent | kPfUser));
+  EXPECT_EQ(cpu_.sregs.cr2, 0x20008u);
+  EXPECT_EQ(cpu_.regs.rip, 0x10000u);
+  // The kernel reads it, and the walk's entries get Accessed (no Dirty for a read).
+  cpu_.injected.reset();
+  cpu_.sregs.cs.selector = 0x10;
+  cpu_.sregs.cs.dpl = 0;
+  ASSERT_TRUE(run(popcnt_rsp8).handled);
+  EXPECT_FALSE(cpu_.injected);
+  EXPECT_EQ(cpu_.regs.rax, 3u);
+  EXPECT_EQ(entry_at(*mem_, kFakePd) & (kA | kD), kA);
+  // A source in a page that is not present: #PF, not a stopped VM.
+  cpu_.regs.rsp = 0x40000000;
+  cpu_.regs.rip = 0x10000;
+  ASSERT_TRUE(run(popcnt_rsp8).handled);
+  EXPECT_EQ(cpu_.injected, std::optional<uint8_t>(14));
+  EXPECT_EQ(cpu_.injected_error, std::optional<uint32_t>(0));
+  EXPECT_EQ(cpu_.sregs.cr2, 0x40000008u);
 }
 
 TEST_F(AssistTest, FetchesFromGuestMemoryWhenTheExitHasNoBytes) {

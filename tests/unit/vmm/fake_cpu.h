@@ -34,8 +34,10 @@ class FakeCpu : public AssistCpu {
     ++set_sregs_calls;
     return {};
   }
-  Result<void, KvmErr> inject_exception(uint8_t vector) override {
+  Result<void, KvmErr> inject_exception(uint8_t vector,
+                                        std::optional<uint32_t> error_code) override {
     injected = vector;
+    injected_error = error_code;
     return {};
   }
   // The value in `msrs` (0 when absent), or an ioctl error while `fail_msrs` is set.
@@ -50,7 +52,8 @@ class FakeCpu : public AssistCpu {
 
   kvm_regs regs{};
   kvm_sregs sregs{};
-  std::optional<uint8_t> injected;  // the last vector inject_exception queued
+  std::optional<uint8_t> injected;         // the last vector inject_exception queued
+  std::optional<uint32_t> injected_error;  // and its error code
   std::map<uint32_t, uint64_t> msrs;
   bool fail_msrs = false;
   int msr_reads = 0;

@@ -8,7 +8,7 @@
 namespace kindling::vmm {
 namespace {
 
-constexpr uint64_t kP = 1, kRw = 2, kPs = 0x80;
+constexpr uint64_t kP = 1, kRw = 2, kUs = 4, kA = 0x20, kD = 0x40, kPs = 0x80, kXd = 1ULL << 63;
 constexpr uint64_t kPml4 = 0x1000, kPdpt = 0x2000, kPd = 0x3000, kPt = 0x4000;
 constexpr uint64_t kPdptHigh = 0x5000, kPdHigh = 0x6000, kPml5 = 0x7000;
 constexpr uint64_t kEferLmeLma = (1 << 8) | (1 << 10);
@@ -43,6 +43,26 @@ class PageWalkTest : public ::testing::Test {
   }
   PagingState long_mode() const {
     return {X86_CR0_PE | X86_CR0_PG, kPml4, X86_CR4_PAE, kEferLmeLma};
+  }
+  uint64_t entry(uint64_t table, uint64_t index) {
+    auto v = mem_->read_obj<uint64_t>(memory::GuestAddress(table + index * 8));
+    EXPECT_TRUE(v);
+    return v ? *v : 0;
+  }
+  // The error of a checked walk that must fail.
+  PageWalkError checked_error(uint64_t linear, PagingState ps, AccessType a) {
+    auto r = translate_checked(*mem_, ps, linear, a);
+    EXPECT_FALSE(r) << "linear " << linear;
+    return r ? PageWalkError::kMemory : r.error().code;
+  }
+  // Makes 0x400000 a user read-only 4 KiB page and 0x402000 a user writable one (U/S and R/W
+  // on every level).
+  void map_user_pages() {
+    put(kPml4, 0, kPdpt | kP | kRw | kUs);
+    put(kPdpt, 0, kPd | kP | kRw | kUs);
+    put(kPd, 2, kPt | kP | kRw | kUs);
+    put(kPt, 0, 0x800000 | kP | kUs);
+    put(kPt, 2, 0x900000 | kP | kRw | kUs);
   }
   uint64_t walk(uint64_t linear) {
     auto r = translate_linear(*mem_, long_mode(), linear);
@@ -126,6 +146,121 @@ TEST_F(PageWalkTest, ReadIntoAnUnmappedPageFails) {
   auto r = read_linear(*mem_, long_mode(), 0x400ffc, out);  // 0x401000 is not present
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, PageWalkError::kNotPresent);
+}
+
+// ---- checked walks: permissions, #PF error codes, Accessed and Dirty ---------------------
+
+constexpr AccessType kUserRead{false, true, false};
+constexpr AccessType kUserWrite{true, true, false};
+constexpr AccessType kKernelWrite{true, false, false};
+constexpr AccessType kUserFetch{false, true, true};
+
+TEST_F(PageWalkTest, UserAccessToASupervisorPageFaults) {
+  // PML4[0] has no U/S: every address below it is supervisor-only.
+  EXPECT_EQ(checked_error(0x400123, long_mode(), kUserRead), PageWalkError::kProtection);
+  EXPECT_TRUE(translate_checked(*mem_, long_mode(), 0x400123, {}));  // a kernel read is fine
+  EXPECT_EQ(page_fault_error_code(PageWalkError::kProtection, kUserRead, long_mode()),
+            kPfPresent | kPfUser);
+}
+
+TEST_F(PageWalkTest, UserNeedsUsOnEveryLevel) {
+  map_user_pages();
+  ASSERT_TRUE(translate_checked(*mem_, long_mode(), 0x400010, kUserRead));
+  put(kPd, 2, kPt | kP | kRw);  // the PD entry alone drops U/S
+  EXPECT_EQ(checked_error(0x400010, long_mode(), kUserRead), PageWalkError::kProtection);
+}
+
+TEST_F(PageWalkTest, UserWriteToAReadOnlyPageFaultsWithOrWithoutWp) {
+  map_user_pages();
+  PagingState ps = long_mode();
+  EXPECT_EQ(checked_error(0x400000, ps, kUserWrite), PageWalkError::kProtection);
+  ps.cr0 |= X86_CR0_WP;
+  EXPECT_EQ(checked_error(0x400000, ps, kUserWrite), PageWalkError::kProtection);
+  EXPECT_EQ(page_fault_error_code(PageWalkError::kProtection, kUserWrite, ps),
+            kPfPresent | kPfWrite | kPfUser);
+  auto t = translate_checked(*mem_, ps, 0x402008, kUserWrite);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->address.value, 0x900008u);
+}
+
+TEST_F(PageWalkTest, SupervisorWriteToAReadOnlyPageFaultsOnlyWithWp) {
+  map_user_pages();
+  PagingState ps = long_mode();
+  EXPECT_TRUE(translate_checked(*mem_, ps, 0x400000, kKernelWrite));
+  ps.cr0 |= X86_CR0_WP;
+  EXPECT_EQ(checked_error(0x400000, ps, kKernelWrite), PageWalkError::kProtection);
+  EXPECT_EQ(page_fault_error_code(PageWalkError::kProtection, kKernelWrite, ps),
+            kPfPresent | kPfWrite);
+  // A read-only PDPT entry makes the whole 1 GiB below it read-only.
+  put(kPdpt, 0, kPd | kP | kUs);
+  EXPECT_EQ(checked_error(0x402000, ps, kKernelWrite), PageWalkError::kProtection);
+}
+
+TEST_F(PageWalkTest, NotPresentErrorCodeHasNoPresentBit) {
+  map_user_pages();
+  EXPECT_EQ(checked_error(0x401000, long_mode(), kUserWrite), PageWalkError::kNotPresent);
+  EXPECT_EQ(page_fault_error_code(PageWalkError::kNotPresent, kUserWrite, long_mode()),
+            kPfWrite | kPfUser);
+  EXPECT_EQ(page_fault_error_code(PageWalkError::kNotPresent, {}, long_mode()), 0u);
+  EXPECT_EQ(page_fault_error_code(PageWalkError::kReservedBits, {}, long_mode()),
+            kPfPresent | kPfReserved);
+  // Not page faults: the VMM cannot describe them as one.
+  EXPECT_FALSE(page_fault_error_code(PageWalkError::kMemory, kUserWrite, long_mode()));
+  EXPECT_FALSE(page_fault_error_code(PageWalkError::kNonCanonical, kUserWrite, long_mode()));
+}
+
+TEST_F(PageWalkTest, FetchFromAnExecuteDisabledPageFaultsWithNxe) {
+  map_user_pages();
+  put(kPd, 2, kPt | kP | kRw | kUs | kXd);
+  PagingState ps = long_mode();
+  EXPECT_TRUE(translate_checked(*mem_, ps, 0x400000, kUserFetch));  // XD ignored without NXE
+  ps.efer |= 1ULL << 11;                                            // EFER.NXE
+  EXPECT_EQ(checked_error(0x400000, ps, kUserFetch), PageWalkError::kProtection);
+  EXPECT_TRUE(translate_checked(*mem_, ps, 0x400000, kUserRead));  // reads may go on
+  // The user fetch of a supervisor page (a user `jmp` into the kernel): error code 0x15.
+  EXPECT_EQ(page_fault_error_code(PageWalkError::kProtection, kUserFetch, ps),
+            kPfPresent | kPfUser | kPfFetch);
+  EXPECT_EQ(page_fault_error_code(PageWalkError::kProtection, kUserFetch, long_mode()),
+            kPfPresent | kPfUser);
+}
+
+TEST_F(PageWalkTest, CheckedWalkSetsNoBitsButSetAccessedDirtyDoes) {
+  map_user_pages();
+  auto t = translate_checked(*mem_, long_mode(), 0x402010, kUserWrite);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->count, 4);
+  EXPECT_EQ(entry(kPt, 2) & (kA | kD), 0u);
+  ASSERT_TRUE(set_accessed_dirty(*mem_, *t, true));
+  for (auto [table, index] : {std::pair{kPml4, 0}, {kPdpt, 0}, {kPd, 2}}) {
+    EXPECT_EQ(entry(table, index) & (kA | kD), kA) << "table " << table;
+  }
+  EXPECT_EQ(entry(kPt, 2), 0x900000 | kP | kRw | kUs | kA | kD);
+  // A read sets Accessed only.
+  auto r = translate_checked(*mem_, long_mode(), 0x400010, kUserRead);
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(set_accessed_dirty(*mem_, *r, false));
+  EXPECT_EQ(entry(kPt, 0), 0x800000 | kP | kUs | kA);
+}
+
+TEST_F(PageWalkTest, DirtyGoesOnTheLargePageEntry) {
+  auto t = translate_checked(*mem_, long_mode(), 0x600008, kKernelWrite);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->count, 3);
+  ASSERT_TRUE(set_accessed_dirty(*mem_, *t, true));
+  EXPECT_EQ(entry(kPd, 3), 0xA00000 | kP | kPs | kA | kD);
+  EXPECT_EQ(entry(kPdpt, 0), kPd | kP | kA);
+}
+
+TEST_F(PageWalkTest, ReadCheckedReportsTheFaultingPage) {
+  map_user_pages();
+  put(kPt, 3, 0x700000 | kP);  // the next page is supervisor-only
+  std::array<uint8_t, 8> out{};
+  uint64_t at = 0;
+  auto r = read_checked(*mem_, long_mode(), 0x402ffc, kUserRead, out, &at);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, PageWalkError::kProtection);
+  EXPECT_EQ(at, 0x403000u);
+  EXPECT_TRUE(read_checked(*mem_, long_mode(), 0x402ffc, {}, out));
 }
 
 }  // namespace

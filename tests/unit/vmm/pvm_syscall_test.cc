@@ -20,6 +20,13 @@ constexpr uint64_t kFmask =
     X86_EFLAGS_TF | X86_EFLAGS_DF | X86_EFLAGS_IF | X86_EFLAGS_IOPL | X86_EFLAGS_AC | X86_EFLAGS_NT;
 constexpr uint64_t kLstar = 0xffffffff81400040ULL;
 constexpr uint64_t kPfHandler = 0xffffffff81200b30ULL;
+constexpr uint64_t kEferNxe = 1ULL << 11;
+// The #PF error code of a user fetch from a present supervisor page with EFER.NXE: P | U | I/D.
+constexpr uint32_t kUserFetchError = 0x15;
+// What a genuine lost syscall leaves, as measured on a PVM host (the test guest's `syscall`
+// test): #PF error 0x15, RFLAGS already masked by FMASK plus RF from the fault's delivery,
+// R11 the unmasked RFLAGS.
+constexpr uint64_t kFrameFlags = (0x246 & ~kFmask) | X86_EFLAGS_RF;
 
 Bytes gate_bytes(uint64_t offset, uint16_t selector, uint8_t ist, uint8_t type_attr) {
   return Bytes{static_cast<uint8_t>(offset),
@@ -79,10 +86,10 @@ TEST(IdtGateTest, ShortInputIsRejected) {
 }
 
 TEST(ErrorFrameTest, ParsesSixWords) {
-  const ExceptionFrame in{15, kLstar, 0x33, 0x246, 0x7ffe938716d0ULL, 0x2b};
+  const ExceptionFrame in{kUserFetchError, kLstar, 0x33, 0x246, 0x7ffe938716d0ULL, 0x2b};
   const auto f = parse_error_frame(frame_bytes(in));
   ASSERT_TRUE(f);
-  EXPECT_EQ(f->error_code, 15u);
+  EXPECT_EQ(f->error_code, kUserFetchError);
   EXPECT_EQ(f->rip, kLstar);
   EXPECT_EQ(f->cs, 0x33u);
   EXPECT_EQ(f->rflags, 0x246u);
@@ -93,13 +100,78 @@ TEST(ErrorFrameTest, ParsesSixWords) {
   EXPECT_FALSE(parse_error_frame(shorter));
 }
 
-TEST(LostSyscallTest, NeedsUserCsAndRipAtLstar) {
-  EXPECT_TRUE(is_lost_user_syscall({15, kLstar, 0x33, 0x246, 0x1000, 0x2b}, kLstar));
-  // A kernel-mode fault at LSTAR (RPL 0), a user fault elsewhere, RPL 1 and 2.
-  EXPECT_FALSE(is_lost_user_syscall({15, kLstar, 0x10, 0x246, 0x1000, 0x18}, kLstar));
-  EXPECT_FALSE(is_lost_user_syscall({6, 0x401000, 0x33, 0x246, 0x1000, 0x2b}, kLstar));
-  EXPECT_FALSE(is_lost_user_syscall({15, kLstar, 0x31, 0x246, 0x1000, 0x2b}, kLstar));
-  EXPECT_FALSE(is_lost_user_syscall({15, kLstar, 0x32, 0x246, 0x1000, 0x2b}, kLstar));
+// A genuine lost syscall: the frame, and RCX/R11 as SYSCALL set them.
+constexpr ExceptionFrame kGenuine{kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b};
+constexpr SyscallEvidence kGenuineRegs{0x401234, 0x246, kUserFetchError};
+
+struct ForgeryCase {
+  const char* what;
+  ExceptionFrame frame;
+  SyscallEvidence ev;
+};
+
+// Names the case in gtest's failure output.
+void PrintTo(const ForgeryCase& c, std::ostream* os) {
+  *os << c.what;
+}
+
+class LostSyscallForgeryTest : public ::testing::TestWithParam<ForgeryCase> {};
+
+TEST_P(LostSyscallForgeryTest, IsRejected) {
+  const ForgeryCase& c = GetParam();
+  EXPECT_FALSE(is_lost_user_syscall(c.frame, {kStar, kLstar, kFmask}, c.ev)) << c.what;
+}
+
+ExceptionFrame with_error(uint64_t e) {
+  ExceptionFrame f = kGenuine;
+  f.error_code = e;
+  return f;
+}
+ExceptionFrame with_cs_ss(uint64_t cs, uint64_t ss) {
+  ExceptionFrame f = kGenuine;
+  f.cs = cs;
+  f.ss = ss;
+  return f;
+}
+ExceptionFrame with_rflags(uint64_t rflags) {
+  ExceptionFrame f = kGenuine;
+  f.rflags = rflags;
+  return f;
+}
+ExceptionFrame with_rip(uint64_t rip) {
+  ExceptionFrame f = kGenuine;
+  f.rip = rip;
+  return f;
+}
+SyscallEvidence with_regs(uint64_t rcx, uint64_t r11) {
+  return {rcx, r11, kUserFetchError};
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, LostSyscallForgeryTest,
+    ::testing::Values(
+        ForgeryCase{"kernel-mode fault at LSTAR", with_cs_ss(0x10, 0x18), kGenuineRegs},
+        ForgeryCase{"user fault elsewhere", with_rip(0x401000), kGenuineRegs},
+        ForgeryCase{"CS RPL 1", with_cs_ss(0x31, 0x2b), kGenuineRegs},
+        ForgeryCase{"CS RPL 2", with_cs_ss(0x32, 0x2b), kGenuineRegs},
+        ForgeryCase{"compat-mode user CS", with_cs_ss(0x23, 0x2b), kGenuineRegs},
+        ForgeryCase{"another user SS", with_cs_ss(0x33, 0x3b), kGenuineRegs},
+        ForgeryCase{"read fault, not a fetch", with_error(0x05), kGenuineRegs},
+        ForgeryCase{"not-present fetch", with_error(0x14), kGenuineRegs},
+        ForgeryCase{"write fault", with_error(0x07), kGenuineRegs},
+        ForgeryCase{"decimal 15: P|W|U|RSVD", with_error(15), kGenuineRegs},
+        ForgeryCase{"R11 is not the frame's RFLAGS", kGenuine, with_regs(0x401234, 0x202)},
+        ForgeryCase{"R11 differs in ZF", kGenuine, with_regs(0x401234, 0x206)},
+        ForgeryCase{"RFLAGS not masked (a jump keeps IF)", with_rflags(0x10246), kGenuineRegs},
+        ForgeryCase{"RCX is LSTAR", kGenuine, with_regs(kLstar, 0x246)}),
+    [](const ::testing::TestParamInfo<ForgeryCase>& info) {
+      return "Case" + std::to_string(info.index);
+    });
+
+TEST(LostSyscallTest, GenuineFrameAndRegistersAreAccepted) {
+  EXPECT_TRUE(is_lost_user_syscall(kGenuine, {kStar, kLstar, kFmask}, kGenuineRegs));
+  // RF in the pushed RFLAGS comes from the fault's delivery: with or without it.
+  EXPECT_TRUE(is_lost_user_syscall(with_rflags(0x46), {kStar, kLstar, kFmask}, kGenuineRegs));
 }
 
 TEST(LostSyscallTest, EntryStateIsWhatSyscallProduces) {
@@ -147,6 +219,13 @@ class RepairTest : public ::testing::Test {
     put(0x4000 + 510 * 8, 0x5000 | 3);          // PDPT[510]
     put(0x5000 + 8 * 8, 0x200000 | 3 | 0x80);   // PD[8]: 2 MiB at 0x200000
     put(0x5000 + 9 * 8, 0x400000 | 3 | 0x80);   // PD[9]
+    // User space: 0x400000 (2 MiB, U/S) -> physical 0x600000, with `syscall` at 0x401232.
+    put(kFakePml4, kFakePdpt | 7);
+    put(kFakePdpt, kFakePd | 7);
+    put(kFakePd + 2 * 8, 0x600000 | 7 | 0x80);
+    const Bytes syscall_insn = {0x0f, 0x05};
+    ASSERT_TRUE(mem_->write(memory::GuestAddress(0x601232), syscall_insn));
+    cpu_.sregs.efer |= kEferNxe;
     write_kernel(kIdtBase + 14 * kIdtGateSize, gate_bytes(kPfHandler, 0x10, 0, 0x8E));
     write_kernel(kIdtBase + 3 * kIdtGateSize, gate_bytes(0xffffffff81200a00ULL, 0x10, 0, 0xEE));
     cpu_.msrs = {{kMsrStar, kStar}, {kMsrLstar, kLstar}, {kMsrFmask, kFmask}};
@@ -192,19 +271,69 @@ TEST_F(RepairTest, IdtHandlerRejectsTaskAndCallGates) {
 }
 
 TEST_F(RepairTest, RepairsALostUserSyscall) {
-  push_frame({15, kLstar, 0x33, 0x246, 0x7ffe938716d0ULL, 0x2b});
+  push_frame({kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe938716d0ULL, 0x2b});
   const SyscallRepairOutcome o = repair();
   ASSERT_TRUE(o.repaired) << o.error;
   EXPECT_EQ(cpu_.regs.rip, kLstar);
   EXPECT_EQ(cpu_.regs.rsp, 0x7ffe938716d0ULL);
-  EXPECT_EQ(cpu_.regs.rflags, uint64_t{0x46});
-  EXPECT_EQ(cpu_.regs.rcx, 0x401234u);  // untouched
+  EXPECT_EQ(cpu_.regs.rflags, uint64_t{0x46});  // RF from the fault's delivery dropped
+  EXPECT_EQ(cpu_.regs.rcx, 0x401234u);          // untouched
   EXPECT_EQ(cpu_.regs.r11, 0x246u);
   EXPECT_EQ(cpu_.sregs.cs.selector, 0x10);
   EXPECT_EQ(cpu_.sregs.cs.l, 1);
   EXPECT_EQ(cpu_.sregs.ss.selector, 0x18);
   EXPECT_EQ(cpu_.sregs.cr3, 0x1000u);  // the rest of sregs is kept
   EXPECT_EQ(cpu_.sregs.idt.base, kIdtBase);
+}
+
+// A user `jmp` to LSTAR with RCX/R11 of its choosing: each forgery the bytes at RCX - 2 expose
+// gets an ordinary page fault (no state change).
+TEST_F(RepairTest, ForgedJumpToLstarIsLeftAlone) {
+  push_frame({kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b});
+  const struct {
+    const char* what;
+    uint64_t rcx;
+  } cases[] = {
+      {"no syscall at RCX - 2", 0x401000},
+      {"RCX - 2 not mapped", 0x40001234},
+      {"RCX - 2 wraps below zero", 1},
+      {"syscall bytes in a supervisor page", kPfHandler + 0x102},
+  };
+  write_kernel(kPfHandler + 0x100, {0x0f, 0x05});
+  for (const auto& c : cases) {
+    cpu_.regs.rcx = c.rcx;
+    const SyscallRepairOutcome o = repair();
+    EXPECT_FALSE(o.repaired) << c.what;
+    EXPECT_TRUE(o.error.empty()) << c.what << ": " << o.error;
+  }
+  EXPECT_EQ(cpu_.sets(), 0);
+  EXPECT_EQ(cpu_.regs.rip, kPfHandler);
+}
+
+TEST_F(RepairTest, SyscallBytesInAnExecuteDisabledPageAreRejected) {
+  push_frame({kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b});
+  put(kFakePd + 2 * 8, 0x600000 | 7 | 0x80 | (1ULL << 63));
+  EXPECT_FALSE(repair().repaired);
+  EXPECT_EQ(cpu_.sets(), 0);
+}
+
+TEST_F(RepairTest, ForgedR11OrErrorCodeIsLeftAlone) {
+  push_frame({kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b});
+  cpu_.regs.r11 = 0x202;  // not the RFLAGS the frame holds
+  EXPECT_FALSE(repair().repaired);
+  cpu_.regs.r11 = 0x246;
+  push_frame({0x5, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b});  // a data read, not a fetch
+  EXPECT_FALSE(repair().repaired);
+  EXPECT_EQ(cpu_.sets(), 0);
+}
+
+TEST_F(RepairTest, SyscallAcrossAPageBoundaryIsAccepted) {
+  const Bytes split_first = {0x0f}, split_second = {0x05};
+  ASSERT_TRUE(mem_->write(memory::GuestAddress(0x601fff), split_first));
+  ASSERT_TRUE(mem_->write(memory::GuestAddress(0x602000), split_second));
+  push_frame({kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b});
+  cpu_.regs.rcx = 0x402001;
+  EXPECT_TRUE(repair().repaired);
 }
 
 TEST_F(RepairTest, KernelModeFaultIsLeftAloneWithoutMsrReads) {
@@ -223,7 +352,7 @@ TEST_F(RepairTest, UserFaultElsewhereIsLeftAlone) {
 }
 
 TEST_F(RepairTest, OtherRipIsLeftAloneWithoutReadingTheStack) {
-  push_frame({15, kLstar, 0x33, 0x246, 0x7ffe0000, 0x2b});
+  push_frame({kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b});
   cpu_.regs.rip = kPfHandler + 3;  // inside the handler, not its entry
   EXPECT_FALSE(repair().repaired);
   cpu_.regs.rip = 0xffffffff81200a00ULL;  // the #BP handler
@@ -232,7 +361,7 @@ TEST_F(RepairTest, OtherRipIsLeftAloneWithoutReadingTheStack) {
 }
 
 TEST_F(RepairTest, NotRing0Or64BitIsLeftAlone) {
-  push_frame({15, kLstar, 0x33, 0x246, 0x7ffe0000, 0x2b});
+  push_frame({kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b});
   cpu_.sregs.cs.dpl = 3;
   EXPECT_FALSE(repair().repaired);
   cpu_.sregs.cs.dpl = 0;
@@ -248,7 +377,7 @@ TEST_F(RepairTest, UnreadableStackIsLeftAlone) {
 }
 
 TEST_F(RepairTest, MsrFailureIsAnError) {
-  push_frame({15, kLstar, 0x33, 0x246, 0x7ffe0000, 0x2b});
+  push_frame({kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b});
   cpu_.fail_msrs = true;
   const SyscallRepairOutcome o = repair();
   EXPECT_FALSE(o.repaired);
@@ -257,7 +386,7 @@ TEST_F(RepairTest, MsrFailureIsAnError) {
 }
 
 TEST_F(RepairTest, AssistReportsTheRepairForTheHandlersClac) {
-  push_frame({15, kLstar, 0x33, 0x246, 0x7ffe0000, 0x2b});
+  push_frame({kUserFetchError, kLstar, 0x33, kFrameFlags, 0x7ffe0000, 0x2b});
   const Bytes clac = {0x0f, 0x01, 0xca};
   const AssistOutcome o = assist_emulation_failure(cpu_, *mem_, clac);
   ASSERT_TRUE(o.handled) << o.error;
