@@ -10,7 +10,7 @@ DEB_PACKAGES := cmake g++ make libaio-dev libcli11-dev nlohmann-json3-dev google
   fio clang-format acpica-tools zlib1g-dev liblzma-dev liblz4-dev libzstd-dev libbz2-dev zstd \
   bzip2 gzip
 
-.PHONY: all build deps test unit integration smoke run bench guest clean format lint
+.PHONY: all build deps test unit integration smoke run bench guest clean format lint fuzz
 
 all: build
 
@@ -53,6 +53,20 @@ run: build guest
 
 bench: build
 	tests/bench/run.sh $(BUILD)
+
+# libFuzzer targets with ASan + UBSan in a clang build of their own, each run FUZZ_SECONDS.
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD ?= build-fuzz
+FUZZ_PACKAGES := clang libclang-rt-14-dev
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+fuzz: deps
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(FUZZ_PACKAGES)"
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DKINDLING_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS="$(SANITIZE_FLAGS) -fsanitize=fuzzer-no-link" \
+	  -DCMAKE_C_FLAGS="$(SANITIZE_FLAGS) -fsanitize=fuzzer-no-link"
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_queue fuzz_blk_request fuzz_config_json \
+	  fuzz_kernel_loader
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 format:
 	git ls-files '*.cc' '*.h' '*.c' | xargs clang-format -i
