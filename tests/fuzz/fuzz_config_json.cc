@@ -9,8 +9,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace kindling;
   vmm::ConfigWarnings warnings;
-  auto cfg = vmm::parse_config_json(
-      std::string_view(reinterpret_cast<const char*>(data), size), "/vm", &warnings);
+  auto cfg = vmm::parse_config_json(std::string_view(reinterpret_cast<const char*>(data), size),
+                                    "/vm", &warnings);
   (void)cfg;
   return 0;
 }
