@@ -103,13 +103,15 @@ BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, u
   facts_.serial = make_serial(options.serial, dev, ino);
 
   features_ = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) |
-              bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_BLK_F_SEG_MAX) |
-              bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_TOPOLOGY);
+              bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_BLK_F_SIZE_MAX) |
+              bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) |
+              bit(VIRTIO_BLK_F_TOPOLOGY);
   if (facts_.read_only) features_ |= bit(VIRTIO_BLK_F_RO);
 
   // Spec 5.2.4; the host is little-endian like the virtio 1.x wire format.
   config_.capacity = facts_.capacity_sectors;
-  config_.seg_max = static_cast<uint32_t>(options.queue_size - 2);
+  config_.size_max = kSizeMax;
+  config_.seg_max = seg_max_for(options.queue_size);
   config_.blk_size = blk_size;
   // Topology: the physical block is the logical one; I/O of one block is fine.
   config_.physical_block_exp = 0;
@@ -124,6 +126,16 @@ BlockDevice::~BlockDevice() {
 
 uint32_t BlockDevice::device_type() const {
   return VIRTIO_ID_BLOCK;
+}
+
+uint32_t BlockDevice::seg_max_for(uint16_t queue_size) {
+  uint32_t chain = std::max<uint32_t>(queue_size, 3) - 2;
+  return std::min<uint32_t>(chain, kMaxRequestBytes / kSizeMax);
+}
+
+void BlockDevice::queue_size_selected(uint16_t index, uint16_t size) {
+  // GUEST: any size; one the queue rejects at DRIVER_OK never carries a request.
+  if (index == 0 && size > 0 && size <= options_.queue_size) config_.seg_max = seg_max_for(size);
 }
 
 void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
@@ -165,6 +177,7 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
 
   mem_ = &ctx.mem;
   queue_ = &ctx.queues[0];
+  config_.seg_max = seg_max_for(queue_->size());
   notify_ = &ctx.notifies[0];
   interrupt_ = &ctx.interrupt;
   pool_ = std::make_unique<RequestPool>(options_.queue_size);
@@ -180,6 +193,7 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
 }
 
 void BlockDevice::reset() {
+  config_.seg_max = seg_max_for(options_.queue_size);  // the queue is back at its maximum
   if (!thread_.joinable()) return;
   if (auto r = stop_->signal(); !r) KLOG_ERROR("virtio-blk: %s", r.error().message().c_str());
   thread_.join();

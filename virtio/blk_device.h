@@ -82,6 +82,8 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   uint64_t device_features() const override { return features_; }
   uint16_t num_queues() const override { return 1; }
   uint16_t queue_max_size() const override { return options_.queue_size; }
+  // Advertises the seg_max that fits the queue the driver chose.
+  void queue_size_selected(uint16_t index, uint16_t size) override;
   void read_config(uint64_t offset, std::span<uint8_t> data) const override;
   void write_config(uint64_t offset, std::span<const uint8_t> data) override;
   Result<void, DeviceErr> activate(const ActivateContext& ctx) override;
@@ -118,6 +120,9 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   void update_counters();
   void drain_in_flight();
   void broken(const char* what, const std::string& why);
+  // seg_max for a queue of `queue_size` entries: a chain is at most that long (header and
+  // status take two), and seg_max * kSizeMax stays within kMaxRequestBytes.
+  static uint32_t seg_max_for(uint16_t queue_size);
   void complete(uint16_t slot, uint8_t status) override;
 
   BlockOptions options_;

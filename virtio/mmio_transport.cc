@@ -270,6 +270,7 @@ void MmioTransport::write_queue_register(uint64_t offset, uint32_t value) {
     case VIRTIO_MMIO_QUEUE_NUM:
       // Out-of-range sizes become 0, which is_valid() rejects at DRIVER_OK.
       q->set_size(value <= kMaxQueueSize ? static_cast<uint16_t>(value) : 0);
+      device_->queue_size_selected(static_cast<uint16_t>(queue_sel_), q->size());
       return;
     case VIRTIO_MMIO_QUEUE_DESC_LOW:
     case VIRTIO_MMIO_QUEUE_DESC_HIGH:
