@@ -79,7 +79,7 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create(
 }
 
 Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_engine(
-    const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
+    const BlockOptions& options, uint64_t capacity_bytes, uint32_t physical_block,
     std::unique_ptr<block::IoEngine> engine, uint64_t dev, uint64_t ino) {
   if (options.queue_size < 4 || options.queue_size > 32768 ||
       !std::has_single_bit(options.queue_size)) {
@@ -87,16 +87,19 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_en
                 "queue size " + std::to_string(options.queue_size) +
                     " (want a power of two in [4, 32768])");
   }
-  if (!std::has_single_bit(blk_size) || blk_size < kSectorSize) {
-    return fail(BlockDeviceError::kBadOptions, 0, "block size " + std::to_string(blk_size));
+  // The topology fields hold at most 2^255 sectors, min_io_size a u16 count of them.
+  if (!std::has_single_bit(physical_block) || physical_block < kSectorSize ||
+      physical_block / kSectorSize > UINT16_MAX) {
+    return fail(BlockDeviceError::kBadOptions, 0, "block size " + std::to_string(physical_block));
   }
   if (!engine) return fail(BlockDeviceError::kEngine, 0, "no engine");
   return std::unique_ptr<BlockDevice>(
-      new BlockDevice(options, capacity_bytes, blk_size, std::move(engine), dev, ino));
+      new BlockDevice(options, capacity_bytes, physical_block, std::move(engine), dev, ino));
 }
 
-BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
-                         std::unique_ptr<block::IoEngine> engine, uint64_t dev, uint64_t ino)
+BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes,
+                         uint32_t physical_block, std::unique_ptr<block::IoEngine> engine,
+                         uint64_t dev, uint64_t ino)
     : options_(options), engine_(std::move(engine)) {
   facts_.capacity_sectors = capacity_bytes >> kSectorShift;
   facts_.read_only = options.read_only;
@@ -112,12 +115,16 @@ BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, u
   config_.capacity = facts_.capacity_sectors;
   config_.size_max = kSizeMax;
   config_.seg_max = seg_max_for(options.queue_size);
-  config_.blk_size = blk_size;
-  // Topology: the physical block is the logical one; I/O of one block is fine.
-  config_.physical_block_exp = 0;
+  // The guest sees 512-byte logical blocks on every host: one image keeps its partition table
+  // and file systems wherever it runs. The engine's alignment layer (bounce buffers,
+  // read-modify-write) absorbs a larger host block; the topology tells the guest about it so
+  // that it prefers aligned I/O.
+  const uint32_t per_physical = physical_block / static_cast<uint32_t>(kSectorSize);
+  config_.blk_size = static_cast<uint32_t>(kSectorSize);
+  config_.physical_block_exp = static_cast<uint8_t>(std::countr_zero(per_physical));
   config_.alignment_offset = 0;
-  config_.min_io_size = 1;
-  config_.opt_io_size = 0;
+  config_.min_io_size = static_cast<uint16_t>(per_physical);  // in logical blocks
+  config_.opt_io_size = per_physical > 1 ? per_physical : 0;  // 0: no preference
 }
 
 BlockDevice::~BlockDevice() {

@@ -68,9 +68,11 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   static Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> create(const BlockOptions& options,
                                                                      block::RawImage image);
   // Builds the device over any engine (tests: a fake). `capacity_bytes` is the disk size,
-  // `blk_size` the advertised logical block size, `dev`/`ino` seed the default serial.
+  // `physical_block` the host's direct-I/O block size (advertised as the physical block and
+  // the I/O size hints; the guest's logical block is always 512 bytes), `dev`/`ino` seed the
+  // default serial.
   static Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> create_with_engine(
-      const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
+      const BlockOptions& options, uint64_t capacity_bytes, uint32_t physical_block,
       std::unique_ptr<block::IoEngine> engine, uint64_t dev = 0, uint64_t ino = 0);
 
   ~BlockDevice() override;
@@ -102,7 +104,7 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   const block::RawImage* image() const { return image_.get(); }
 
  private:
-  BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
+  BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t physical_block,
               std::unique_ptr<block::IoEngine> engine, uint64_t dev, uint64_t ino);
 
   // I/O thread.

@@ -9,6 +9,7 @@
 #include <linux/virtio_ring.h>
 
 #include <atomic>
+#include <bit>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -90,17 +91,21 @@ TEST_P(BlkDeviceTest, FeaturesAndConfig) {
   EXPECT_EQ(uint64_t{c.capacity}, kImageBytes / 512);
   EXPECT_EQ(uint32_t{c.seg_max}, 256u) << "seg_max * size_max within the 1 MiB request cap";
   EXPECT_EQ(uint32_t{c.size_max}, kSizeMax);
-  EXPECT_EQ(uint32_t{c.blk_size}, dev->image()->offset_align());
-  EXPECT_EQ(int{c.physical_block_exp}, 0) << "one logical block per physical block";
+  // 512-byte logical blocks whatever the host; its direct-I/O block is the physical one.
+  const uint32_t per_physical = dev->image()->offset_align() / 512;
+  EXPECT_EQ(uint32_t{c.blk_size}, 512u);
+  EXPECT_EQ(1u << c.physical_block_exp, per_physical);
   EXPECT_EQ(int{c.alignment_offset}, 0);
-  EXPECT_EQ(int{c.min_io_size}, 1) << "in logical blocks";
-  EXPECT_EQ(uint32_t{c.opt_io_size}, 0u) << "no preference";
+  EXPECT_EQ(uint32_t{c.min_io_size}, per_physical) << "in logical blocks";
+  EXPECT_EQ(uint32_t{c.opt_io_size}, per_physical > 1 ? per_physical : 0u);
   virtio_blk_config want{};
   want.capacity = kImageBytes / 512;
   want.size_max = kSizeMax;
   want.seg_max = 256;
-  want.blk_size = dev->image()->offset_align();
-  want.min_io_size = 1;
+  want.blk_size = 512;
+  want.physical_block_exp = static_cast<uint8_t>(std::countr_zero(per_physical));
+  want.min_io_size = static_cast<uint16_t>(per_physical);
+  want.opt_io_size = per_physical > 1 ? per_physical : 0;
   // Every other field (geometry, wce, num_queues, discard and write-zeroes limits,
   // padding) is zero.
   const auto* got = reinterpret_cast<const uint8_t*>(&c);
@@ -334,6 +339,72 @@ TEST_P(BlkDeviceTest, ResetDuringIoAndReactivate) {
   d = one(drv2, VIRTIO_BLK_T_IN, 8, 4096);
   EXPECT_EQ(d.status, VIRTIO_BLK_S_OK);
   EXPECT_EQ(0, std::memcmp(drv2.data(0).data(), image_->shadow().data() + 8 * 512, 4096));
+}
+
+// An image whose host needs 4096-byte direct I/O: the guest still sees 512-byte logical blocks
+// (the host block is the physical one), and 512-byte-aligned I/O of any size at any sector
+// works through the alignment layer, byte for byte.
+TEST_P(BlkDeviceTest, GuestSees512ByteSectorsOnA4096ByteHost) {
+  auto dev = open(opt([](BlockOptions& o) {
+    o.open.force_offset_align = 4096;
+    o.open.force_mem_align = 4096;
+  }));
+  ASSERT_TRUE(dev);
+  if (!dev->image()->direct()) GTEST_SKIP() << "no O_DIRECT here: the host block is 512";
+  ASSERT_EQ(dev->image()->offset_align(), 4096u);
+  virtio_blk_config c{};
+  dev->read_config(0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&c), sizeof(c)));
+  EXPECT_TRUE(dev->device_features() & (uint64_t{1} << VIRTIO_BLK_F_BLK_SIZE));
+  EXPECT_TRUE(dev->device_features() & (uint64_t{1} << VIRTIO_BLK_F_TOPOLOGY));
+  EXPECT_EQ(uint32_t{c.blk_size}, 512u);
+  EXPECT_EQ(int{c.physical_block_exp}, 3) << "8 logical blocks per physical block";
+  EXPECT_EQ(int{c.alignment_offset}, 0);
+  EXPECT_EQ(uint32_t{c.min_io_size}, 8u);
+  EXPECT_EQ(uint32_t{c.opt_io_size}, 8u);
+
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  struct Io {
+    uint64_t sector;
+    uint32_t len;
+    unsigned segs;
+    uint32_t data_offset;  // 512-aligned, not 4096-aligned unless 0
+  };
+  // A 1 KiB file-system block, a partition-table sector, a run across two host blocks, a
+  // sector at the end of the disk, and one aligned block for contrast.
+  const Io ios[] = {{3, 1024, 1, 512},
+                    {0, 512, 1, 0},
+                    {7, 4608, 3, 1536},
+                    {kImageBytes / 512 - 1, 512, 1, 512},
+                    {16, 4096, 1, 0}};
+  uint64_t seed = 77;
+  for (const Io& io : ios) {
+    test::fill_random(drv.data(0).data() + io.data_offset, io.len, ++seed);
+    image_->shadow_write(io.sector * 512, drv.data(0).data() + io.data_offset, io.len);
+    ASSERT_TRUE(drv.add(0, VIRTIO_BLK_T_OUT, io.sector, io.len, io.segs, io.data_offset));
+    drv.kick();
+    auto w = drv.wait_for(1);
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_EQ(w[0].status, VIRTIO_BLK_S_OK) << "write at sector " << io.sector;
+  }
+  for (const Io& io : ios) {
+    // Read each range back, and one sector around it, into a buffer at another offset.
+    uint64_t first = io.sector > 0 ? io.sector - 1 : 0;
+    uint32_t len = static_cast<uint32_t>(
+        std::min<uint64_t>(io.sector * 512 + io.len + 512, kImageBytes) - first * 512);
+    std::memset(drv.data(1).data(), 0, len + 512);
+    ASSERT_TRUE(drv.add(1, VIRTIO_BLK_T_IN, first, len, io.segs, 512));
+    drv.kick();
+    auto r = drv.wait_for(1);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].status, VIRTIO_BLK_S_OK);
+    EXPECT_EQ(r[0].used_len, len + 1);
+    EXPECT_EQ(0, std::memcmp(drv.data(1).data() + 512, image_->shadow().data() + first * 512, len))
+        << "read at sector " << first;
+  }
+  drv.reset();
+  EXPECT_GT(dev->engine_stats().bounced, 0u) << "the 512-byte I/O went through bounce buffers";
+  EXPECT_TRUE(image_->matches_shadow());
 }
 
 // A full ring of misaligned 64 KiB requests on an image that needs 4096-byte alignment: each
