@@ -154,8 +154,8 @@ void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
 
 void BlockDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
   // Nothing is writable without VIRTIO_BLK_F_CONFIG_WCE.
-  KLOG_DEBUG("virtio-blk: ignored config write of %zu bytes at 0x%llx", data.size(),
-             static_cast<unsigned long long>(offset));
+  KLOG_DEBUG_RATELIMITED("virtio-blk: ignored config write of %zu bytes at 0x%llx", data.size(),
+                         static_cast<unsigned long long>(offset));
 }
 
 // ---------------------------------------------------------------- activation
@@ -266,7 +266,7 @@ void BlockDevice::run() {
     if (kick) (void)notify_->consume();
     if ((kick || stalled_) && !broken_) process_queue();
     if (auto r = engine_->flush_submissions(); !r) {
-      KLOG_ERROR("virtio-blk: submission failed: %s", r.error().message().c_str());
+      KLOG_ERROR_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
     }
     notify_driver();  // requests answered without I/O (errors, GET_ID)
     update_counters();
@@ -400,7 +400,7 @@ void BlockDevice::notify_driver() {
 void BlockDevice::broken(const char* what, const std::string& why) {
   if (broken_) return;
   broken_ = true;
-  KLOG_ERROR("virtio-blk: %s: %s; device needs reset", what, why.c_str());
+  KLOG_ERROR_RATELIMITED("virtio-blk: %s: %s; device needs reset", what, why.c_str());
   interrupt_->mark_needs_reset();
 }
 
@@ -411,7 +411,7 @@ void BlockDevice::drain_in_flight() {
   dropping_ = true;
   while (engine_->in_flight() > 0) {
     if (auto r = engine_->flush_submissions(); !r) {
-      KLOG_ERROR("virtio-blk: submission failed: %s", r.error().message().c_str());
+      KLOG_ERROR_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
     }
     pollfd p{engine_->notifier_fd(), POLLIN, 0};
     if (poll(&p, 1, 1000) < 0 && errno != EINTR) {

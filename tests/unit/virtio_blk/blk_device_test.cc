@@ -19,6 +19,7 @@
 #include "block/bounce_pool.h"
 #include "tests/support/blk_driver.h"
 #include "tests/support/eventually.h"
+#include "tests/support/log_capture.h"
 #include "tests/support/temp_image.h"
 #include "tests/unit/virtio_blk/fake_engine.h"
 
@@ -648,6 +649,19 @@ TEST(BlkDeviceFakeEngine, SegMaxFollowsTheSelectedQueueSize) {
   ASSERT_TRUE(drv.activate(**dev));
   EXPECT_EQ(seg_max(), 14u) << "activated with a 16-entry queue";
   drv.reset();
+}
+
+// Config writes are the guest's to repeat: a flood of them makes a few debug lines.
+TEST(BlkDeviceFakeEngine, ConfigWriteFloodIsRateLimited) {
+  test::FakeEngine* fake = nullptr;
+  auto dev = fake_device(8, true, fake);
+  ASSERT_TRUE(dev);
+  const uint8_t b[1] = {1};
+  size_t lines = test::count_log_lines(log::Level::kDebug, "ignored config write", [&] {
+    for (int i = 0; i < 1000; ++i) (*dev)->write_config(0x20, b);
+  });
+  EXPECT_GT(lines, 0u);
+  EXPECT_LE(lines, log::RateLimit::kDefaultBurst);
 }
 
 // A failing engine: every submission error becomes IOERR for the guest.
