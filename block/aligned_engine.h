@@ -32,7 +32,11 @@ class AlignedEngine : public IoEngine, protected OpSink {
   size_t in_flight() const final { return io_.in_flight(); }
   size_t max_in_flight() const final { return max_in_flight_; }
   uint64_t max_transfer_bytes() const final { return kMaxTransferBytes; }
-  EngineStats stats() const final { return {submit_calls_, io_.requests(), io_.bounced()}; }
+  EngineStats stats() const final {
+    const BouncePool& pool = io_.bounce_pool();
+    return {submit_calls_, io_.requests(), io_.bounced(), pool.high_water_bytes(),
+            pool.budget_bytes()};
+  }
 
  protected:
   // `image` must outlive the engine.

@@ -76,13 +76,15 @@ struct AlignedIo::Slot {
   int64_t error = 0;      // first failure of the current phase
 };
 
-AlignedIo::AlignedIo(const RawImage& image, size_t max_in_flight, OpSink& sink)
-    : image_(image), sink_(sink), pool_(image.mem_align()) {
+AlignedIo::AlignedIo(const RawImage& image, size_t max_in_flight, OpSink& sink,
+                     size_t bounce_budget)
+    : image_(image), sink_(sink), pool_(image.mem_align(), bounce_budget) {
   slots_.resize(max_in_flight);
   free_slots_.reserve(max_in_flight);
   for (size_t i = max_in_flight; i > 0; --i) free_slots_.push_back(static_cast<uint32_t>(i - 1));
   active_writes_.reserve(max_in_flight);
   waiting_.reserve(max_in_flight);
+  bounce_waiting_.reserve(max_in_flight);
   ready_.resize(max_in_flight);
 }
 
@@ -121,20 +123,55 @@ Result<void, BlockErr> AlignedIo::submit(ReqKind kind, uint64_t offset, std::spa
   s.error = 0;
   plan(s);
   if (s.bounced) {
-    s.bounce = pool_.get(s.hi - s.lo);
-    if (!s.bounce) {
-      free_slots_.push_back(idx);
-      push_ready(cookie, -ENOMEM);
+    ++bounced_;
+    // GUEST: the size is the guest's; the budget bounds what any request may hold.
+    if (!pool_.fits_budget(s.hi - s.lo)) {
+      fail_slot(idx, -E2BIG);
       return {};
     }
-    ++bounced_;
+    if (bounce_waiting_.empty()) s.bounce = pool_.get(s.hi - s.lo);
+    if (!s.bounce) {
+      if (bounce_waiting_.empty() && pool_.outstanding_bytes() == 0) {
+        fail_slot(idx, -ENOMEM);  // nothing in flight will give memory back
+        return {};
+      }
+      bounce_waiting_.push_back(idx);
+      return {};
+    }
   }
-  if (kind == ReqKind::kWrite && conflicts(s, waiting_.size())) {
+  admit(idx);
+  return {};
+}
+
+// Starts a request that has what it needs, or queues a write behind an overlapping one.
+void AlignedIo::admit(uint32_t idx) {
+  Slot& s = slots_[idx];
+  if (s.kind == ReqKind::kWrite && conflicts(s, waiting_.size())) {
     waiting_.push_back(idx);
-    return {};
+    return;
   }
   start_slot(idx);
-  return {};
+}
+
+void AlignedIo::fail_slot(uint32_t idx, int64_t result) {
+  free_slots_.push_back(idx);
+  push_ready(slots_[idx].cookie, result);
+}
+
+// Hands returned bounce memory to the waiting requests, oldest first.
+void AlignedIo::start_bounce_waiters() {
+  while (!bounce_waiting_.empty()) {
+    uint32_t idx = bounce_waiting_.front();
+    Slot& s = slots_[idx];
+    s.bounce = pool_.get(s.hi - s.lo);
+    if (!s.bounce && pool_.outstanding_bytes() > 0) return;  // more comes back later
+    bounce_waiting_.erase(bounce_waiting_.begin());
+    if (!s.bounce) {
+      fail_slot(idx, -ENOMEM);
+      continue;
+    }
+    admit(idx);
+  }
 }
 
 // Decides whether the request can go straight from the caller's buffers.
@@ -276,13 +313,15 @@ void AlignedIo::complete(uint64_t tag, int64_t result) {
 
 void AlignedIo::finish(uint32_t idx, int64_t result) {
   Slot& s = slots_[idx];
-  if (s.bounce) pool_.put(std::move(s.bounce));
+  bool returned = static_cast<bool>(s.bounce);
+  if (returned) pool_.put(std::move(s.bounce));
   s.bounce = AlignedBuffer();
   bool was_write = s.active_write;
   if (was_write) remove_active(idx);
   push_ready(s.cookie, result);
   free_slots_.push_back(idx);
   if (was_write && !waiting_.empty()) start_waiters();
+  if (returned && !bounce_waiting_.empty()) start_bounce_waiters();
 }
 
 void AlignedIo::remove_active(uint32_t idx) {

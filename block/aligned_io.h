@@ -39,9 +39,13 @@ class OpSink {
 enum class ReqKind : uint8_t { kRead, kWrite, kFlush };
 
 // Tracks up to `max_in_flight` requests from acceptance to reaping. Single-threaded.
+// Bounce buffers come from a pool with a fixed budget: a request that finds the budget spent
+// waits (in arrival order) until earlier requests return theirs; one that alone needs more than
+// the whole budget fails with -E2BIG.
 class AlignedIo {
  public:
-  AlignedIo(const RawImage& image, size_t max_in_flight, OpSink& sink);
+  AlignedIo(const RawImage& image, size_t max_in_flight, OpSink& sink,
+            size_t bounce_budget = kBounceBudgetBytes);
   ~AlignedIo();
   AlignedIo(const AlignedIo&) = delete;
   AlignedIo& operator=(const AlignedIo&) = delete;
@@ -64,12 +68,19 @@ class AlignedIo {
   uint64_t bounced() const { return bounced_; }
   // Bounce buffers allocated (stops growing in the steady state).
   uint64_t bounce_allocations() const { return pool_.allocations(); }
+  // The bounce pool (its budget, bytes held and high-water mark).
+  const BouncePool& bounce_pool() const { return pool_; }
+  // Requests waiting for bounce memory.
+  size_t bounce_waiting() const { return bounce_waiting_.size(); }
 
  private:
   struct Slot;
   enum class Part : uint8_t { kMain = 0, kHead = 1, kTail = 2 };
 
   void plan(Slot& s);
+  void admit(uint32_t idx);
+  void start_bounce_waiters();
+  void fail_slot(uint32_t idx, int64_t result);
   void start_slot(uint32_t idx);
   void start_main(uint32_t idx);
   void start_op(uint32_t idx, Part part, KernelOp::Kind kind, uint64_t offset, const iovec* iov,
@@ -85,10 +96,11 @@ class AlignedIo {
   BouncePool pool_;
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
-  std::vector<uint32_t> active_writes_;  // writes whose kernel ops are running
-  size_t active_rmw_ = 0;                // how many of them read-modify-write
-  std::vector<uint32_t> waiting_;        // writes held back by an overlap, FIFO
-  std::vector<Completion> ready_;        // ring of finished requests
+  std::vector<uint32_t> active_writes_;   // writes whose kernel ops are running
+  size_t active_rmw_ = 0;                 // how many of them read-modify-write
+  std::vector<uint32_t> waiting_;         // writes held back by an overlap, FIFO
+  std::vector<uint32_t> bounce_waiting_;  // requests waiting for bounce memory, FIFO
+  std::vector<Completion> ready_;         // ring of finished requests
   size_t ready_head_ = 0;
   size_t ready_count_ = 0;
   size_t accepted_ = 0;

@@ -34,13 +34,16 @@ struct Completion {
 
 // Counters an engine keeps for --stats and benchmarks.
 struct EngineStats {
-  uint64_t submit_calls = 0;  // kernel submissions (io_submit calls, or syscalls for sync)
-  uint64_t requests = 0;      // requests accepted
-  uint64_t bounced = 0;       // requests that went through an aligned bounce buffer
+  uint64_t submit_calls = 0;       // kernel submissions (io_submit calls, or syscalls for sync)
+  uint64_t requests = 0;           // requests accepted
+  uint64_t bounced = 0;            // requests that went through an aligned bounce buffer
+  uint64_t bounce_high_water = 0;  // most bounce-buffer bytes held at once
+  uint64_t bounce_budget = 0;      // the most bounce-buffer bytes the engine may hold
 };
 
-// The most bytes one request should carry: the bound for merging requests. A single larger
-// request is still accepted (a bounced one then allocates its bounce buffer outside the pool).
+// The most bytes one request should carry: the bound for merging requests, and the largest
+// request virtio-blk forwards. A larger request is still accepted; a bounced one then needs a
+// bounce buffer that fits the engine's budget (kBounceBudgetBytes), or fails.
 inline constexpr uint64_t kMaxTransferBytes = uint64_t{1} << 20;
 
 // An I/O engine over one open image. Single-threaded: one I/O thread drives it.

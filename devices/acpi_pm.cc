@@ -24,14 +24,14 @@ void AcpiPm::write(uint64_t offset, std::span<const uint8_t> data) {
     case kAcpiSleepControlPort - kAcpiPmBase: {
       const uint8_t slp_typ = (v >> kSlpTypShift) & kSlpTypMask;
       if ((v & kSlpEn) != 0 && slp_typ == kAcpiSlpTypS5) {
-        KLOG_DEBUG("ACPI: guest entered S5 (power off)");
+        KLOG_DEBUG_RATELIMITED("ACPI: guest entered S5 (power off)");
         if (on_power_off_) on_power_off_();
       }
       return;
     }
     case kAcpiResetPort - kAcpiPmBase:
       if (v == kAcpiResetValue) {
-        KLOG_DEBUG("ACPI: guest wrote the reset register");
+        KLOG_DEBUG_RATELIMITED("ACPI: guest wrote the reset register");
         if (on_reset_) on_reset_();
       }
       return;

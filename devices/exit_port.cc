@@ -15,7 +15,7 @@ void ExitPort::read(uint64_t, std::span<uint8_t> data) {
 
 void ExitPort::write(uint64_t, std::span<const uint8_t> data) {
   if (data.empty()) return;
-  KLOG_DEBUG("exit port: guest asked to exit with status %u", data[0]);
+  KLOG_DEBUG_RATELIMITED("exit port: guest asked to exit with status %u", data[0]);
   if (on_exit_) on_exit_(data[0]);
 }
 

@@ -107,7 +107,7 @@ void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
   }
   if (irq && raise_kbd_irq_) raise_kbd_irq_();
   if (reset) {
-    KLOG_INFO("i8042: guest pulsed the reset line");
+    KLOG_INFO_RATELIMITED("i8042: guest pulsed the reset line");
     if (on_reset_) on_reset_();
   }
 }
@@ -189,7 +189,7 @@ bool I8042::command_locked(uint8_t cmd) {
   // 0xF0..0xFF pulse the output-port lines whose bits are 0 in the low nibble; line 0 is the
   // CPU reset, so 0xFE is the classic "reset the machine" (Linux `reboot=k`).
   if (cmd >= kCmdPulseFirst) return (cmd & kOutPortReset) == 0;
-  KLOG_DEBUG("i8042: ignoring command 0x%02x", cmd);
+  KLOG_DEBUG_RATELIMITED("i8042: ignoring command 0x%02x", cmd);
   return false;
 }
 

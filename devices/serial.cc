@@ -36,7 +36,7 @@ void write_all(int fd, std::string_view bytes) {
       pollfd p{fd, POLLOUT, 0};
       if (::poll(&p, 1, 100) > 0) continue;
     }
-    KLOG_DEBUG("serial: dropping %zu output bytes (errno %d)", bytes.size(), errno);
+    KLOG_DEBUG_RATELIMITED("serial: dropping %zu output bytes (errno %d)", bytes.size(), errno);
     return;
   }
 }

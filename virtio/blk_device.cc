@@ -79,7 +79,7 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create(
 }
 
 Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_engine(
-    const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
+    const BlockOptions& options, uint64_t capacity_bytes, uint32_t physical_block,
     std::unique_ptr<block::IoEngine> engine, uint64_t dev, uint64_t ino) {
   if (options.queue_size < 4 || options.queue_size > 32768 ||
       !std::has_single_bit(options.queue_size)) {
@@ -87,35 +87,44 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_en
                 "queue size " + std::to_string(options.queue_size) +
                     " (want a power of two in [4, 32768])");
   }
-  if (!std::has_single_bit(blk_size) || blk_size < kSectorSize) {
-    return fail(BlockDeviceError::kBadOptions, 0, "block size " + std::to_string(blk_size));
+  // The topology fields hold at most 2^255 sectors, min_io_size a u16 count of them.
+  if (!std::has_single_bit(physical_block) || physical_block < kSectorSize ||
+      physical_block / kSectorSize > UINT16_MAX) {
+    return fail(BlockDeviceError::kBadOptions, 0, "block size " + std::to_string(physical_block));
   }
   if (!engine) return fail(BlockDeviceError::kEngine, 0, "no engine");
   return std::unique_ptr<BlockDevice>(
-      new BlockDevice(options, capacity_bytes, blk_size, std::move(engine), dev, ino));
+      new BlockDevice(options, capacity_bytes, physical_block, std::move(engine), dev, ino));
 }
 
-BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
-                         std::unique_ptr<block::IoEngine> engine, uint64_t dev, uint64_t ino)
+BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes,
+                         uint32_t physical_block, std::unique_ptr<block::IoEngine> engine,
+                         uint64_t dev, uint64_t ino)
     : options_(options), engine_(std::move(engine)) {
   facts_.capacity_sectors = capacity_bytes >> kSectorShift;
   facts_.read_only = options.read_only;
   facts_.serial = make_serial(options.serial, dev, ino);
 
   features_ = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) |
-              bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_BLK_F_SEG_MAX) |
-              bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_TOPOLOGY);
+              bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_BLK_F_SIZE_MAX) |
+              bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) |
+              bit(VIRTIO_BLK_F_TOPOLOGY);
   if (facts_.read_only) features_ |= bit(VIRTIO_BLK_F_RO);
 
   // Spec 5.2.4; the host is little-endian like the virtio 1.x wire format.
   config_.capacity = facts_.capacity_sectors;
-  config_.seg_max = static_cast<uint32_t>(options.queue_size - 2);
-  config_.blk_size = blk_size;
-  // Topology: the physical block is the logical one; I/O of one block is fine.
-  config_.physical_block_exp = 0;
+  config_.size_max = kSizeMax;
+  config_.seg_max = seg_max_for(options.queue_size);
+  // The guest sees 512-byte logical blocks on every host: one image keeps its partition table
+  // and file systems wherever it runs. The engine's alignment layer (bounce buffers,
+  // read-modify-write) absorbs a larger host block; the topology tells the guest about it so
+  // that it prefers aligned I/O.
+  const uint32_t per_physical = physical_block / static_cast<uint32_t>(kSectorSize);
+  config_.blk_size = static_cast<uint32_t>(kSectorSize);
+  config_.physical_block_exp = static_cast<uint8_t>(std::countr_zero(per_physical));
   config_.alignment_offset = 0;
-  config_.min_io_size = 1;
-  config_.opt_io_size = 0;
+  config_.min_io_size = static_cast<uint16_t>(per_physical);  // in logical blocks
+  config_.opt_io_size = per_physical > 1 ? per_physical : 0;  // 0: no preference
 }
 
 BlockDevice::~BlockDevice() {
@@ -124,6 +133,16 @@ BlockDevice::~BlockDevice() {
 
 uint32_t BlockDevice::device_type() const {
   return VIRTIO_ID_BLOCK;
+}
+
+uint32_t BlockDevice::seg_max_for(uint16_t queue_size) {
+  uint32_t chain = std::max<uint32_t>(queue_size, 3) - 2;
+  return std::min<uint32_t>(chain, kMaxRequestBytes / kSizeMax);
+}
+
+void BlockDevice::queue_size_selected(uint16_t index, uint16_t size) {
+  // GUEST: any size; one the queue rejects at DRIVER_OK never carries a request.
+  if (index == 0 && size > 0 && size <= options_.queue_size) config_.seg_max = seg_max_for(size);
 }
 
 void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
@@ -135,8 +154,8 @@ void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
 
 void BlockDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
   // Nothing is writable without VIRTIO_BLK_F_CONFIG_WCE.
-  KLOG_DEBUG("virtio-blk: ignored config write of %zu bytes at 0x%llx", data.size(),
-             static_cast<unsigned long long>(offset));
+  KLOG_DEBUG_RATELIMITED("virtio-blk: ignored config write of %zu bytes at 0x%llx", data.size(),
+                         static_cast<unsigned long long>(offset));
 }
 
 // ---------------------------------------------------------------- activation
@@ -165,6 +184,7 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
 
   mem_ = &ctx.mem;
   queue_ = &ctx.queues[0];
+  config_.seg_max = seg_max_for(queue_->size());
   notify_ = &ctx.notifies[0];
   interrupt_ = &ctx.interrupt;
   pool_ = std::make_unique<RequestPool>(options_.queue_size);
@@ -180,6 +200,7 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
 }
 
 void BlockDevice::reset() {
+  config_.seg_max = seg_max_for(options_.queue_size);  // the queue is back at its maximum
   if (!thread_.joinable()) return;
   if (auto r = stop_->signal(); !r) KLOG_ERROR("virtio-blk: %s", r.error().message().c_str());
   thread_.join();
@@ -245,7 +266,7 @@ void BlockDevice::run() {
     if (kick) (void)notify_->consume();
     if ((kick || stalled_) && !broken_) process_queue();
     if (auto r = engine_->flush_submissions(); !r) {
-      KLOG_ERROR("virtio-blk: submission failed: %s", r.error().message().c_str());
+      KLOG_ERROR_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
     }
     notify_driver();  // requests answered without I/O (errors, GET_ID)
     update_counters();
@@ -379,7 +400,7 @@ void BlockDevice::notify_driver() {
 void BlockDevice::broken(const char* what, const std::string& why) {
   if (broken_) return;
   broken_ = true;
-  KLOG_ERROR("virtio-blk: %s: %s; device needs reset", what, why.c_str());
+  KLOG_ERROR_RATELIMITED("virtio-blk: %s: %s; device needs reset", what, why.c_str());
   interrupt_->mark_needs_reset();
 }
 
@@ -390,7 +411,7 @@ void BlockDevice::drain_in_flight() {
   dropping_ = true;
   while (engine_->in_flight() > 0) {
     if (auto r = engine_->flush_submissions(); !r) {
-      KLOG_ERROR("virtio-blk: submission failed: %s", r.error().message().c_str());
+      KLOG_ERROR_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
     }
     pollfd p{engine_->notifier_fd(), POLLIN, 0};
     if (poll(&p, 1, 1000) < 0 && errno != EINTR) {

@@ -68,9 +68,11 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   static Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> create(const BlockOptions& options,
                                                                      block::RawImage image);
   // Builds the device over any engine (tests: a fake). `capacity_bytes` is the disk size,
-  // `blk_size` the advertised logical block size, `dev`/`ino` seed the default serial.
+  // `physical_block` the host's direct-I/O block size (advertised as the physical block and
+  // the I/O size hints; the guest's logical block is always 512 bytes), `dev`/`ino` seed the
+  // default serial.
   static Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> create_with_engine(
-      const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
+      const BlockOptions& options, uint64_t capacity_bytes, uint32_t physical_block,
       std::unique_ptr<block::IoEngine> engine, uint64_t dev = 0, uint64_t ino = 0);
 
   ~BlockDevice() override;
@@ -82,6 +84,8 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   uint64_t device_features() const override { return features_; }
   uint16_t num_queues() const override { return 1; }
   uint16_t queue_max_size() const override { return options_.queue_size; }
+  // Advertises the seg_max that fits the queue the driver chose.
+  void queue_size_selected(uint16_t index, uint16_t size) override;
   void read_config(uint64_t offset, std::span<uint8_t> data) const override;
   void write_config(uint64_t offset, std::span<const uint8_t> data) override;
   Result<void, DeviceErr> activate(const ActivateContext& ctx) override;
@@ -100,7 +104,7 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   const block::RawImage* image() const { return image_.get(); }
 
  private:
-  BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t blk_size,
+  BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t physical_block,
               std::unique_ptr<block::IoEngine> engine, uint64_t dev, uint64_t ino);
 
   // I/O thread.
@@ -118,6 +122,9 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   void update_counters();
   void drain_in_flight();
   void broken(const char* what, const std::string& why);
+  // seg_max for a queue of `queue_size` entries: a chain is at most that long (header and
+  // status take two), and seg_max * kSizeMax stays within kMaxRequestBytes.
+  static uint32_t seg_max_for(uint16_t queue_size);
   void complete(uint16_t slot, uint8_t status) override;
 
   BlockOptions options_;

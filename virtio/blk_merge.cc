@@ -108,7 +108,7 @@ bool MultiReqBuffer::try_send(uint16_t leader) {
   }
   if (!r) {
     if (r.error().code == block::BlockError::kQueueFull) return false;
-    KLOG_WARN("virtio-blk: submission failed: %s", r.error().message().c_str());
+    KLOG_WARN_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
     fail(leader);
     return true;
   }
@@ -133,8 +133,8 @@ void MultiReqBuffer::fail(uint16_t leader) {
 
 void MultiReqBuffer::on_completion(const block::Completion& c) {
   if (c.cookie >= groups_.size() || groups_[c.cookie].members.empty()) {
-    KLOG_ERROR("virtio-blk: completion for unknown request %llu",
-               static_cast<unsigned long long>(c.cookie));
+    KLOG_ERROR_RATELIMITED("virtio-blk: completion for unknown request %llu",
+                           static_cast<unsigned long long>(c.cookie));
     return;
   }
   Group& g = groups_[c.cookie];
@@ -142,12 +142,13 @@ void MultiReqBuffer::on_completion(const block::Completion& c) {
                                : c.result >= 0 && static_cast<uint64_t>(c.result) == g.bytes;
   uint8_t status = ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
   if (!ok) {
-    KLOG_WARN("virtio-blk: %s of %llu bytes at %llu failed: result %lld",
-              g.op == Op::kRead    ? "read"
-              : g.op == Op::kWrite ? "write"
-                                   : "flush",
-              static_cast<unsigned long long>(g.bytes), static_cast<unsigned long long>(g.offset),
-              static_cast<long long>(c.result));
+    KLOG_WARN_RATELIMITED("virtio-blk: %s of %llu bytes at %llu failed: result %lld",
+                          g.op == Op::kRead    ? "read"
+                          : g.op == Op::kWrite ? "write"
+                                               : "flush",
+                          static_cast<unsigned long long>(g.bytes),
+                          static_cast<unsigned long long>(g.offset),
+                          static_cast<long long>(c.result));
   }
   // A member's slot may be reused once it completes: take the list out of the group first.
   done_.assign(g.members.begin(), g.members.end());

@@ -150,7 +150,11 @@ Result<void, BlkParseErr> parse_request(const DiskFacts& disk, VirtIOBlockReq& r
   }
   if (req.type == BlkReqType::kGetId) return {};
 
-  if (!range_ok(disk, req.sector, req.data_bytes)) {
+  // GUEST: descriptors may alias one buffer many times over; a request is only as large as the
+  // device allows, whatever guest RAM holds.
+  if (req.data_bytes > disk.max_request_bytes) {
+    req.status = VIRTIO_BLK_S_IOERR;
+  } else if (!range_ok(disk, req.sector, req.data_bytes)) {
     req.status = VIRTIO_BLK_S_IOERR;
   } else if (req.type == BlkReqType::kOut && disk.read_only) {
     req.status = VIRTIO_BLK_S_IOERR;

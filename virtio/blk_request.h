@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "block/io_engine.h"
 #include "common/result.h"
 #include "virtio/queue.h"
 
@@ -25,6 +26,15 @@ namespace kindling::virtio {
 // The sector unit of virtio-blk, independent of the disk's block size (spec 5.2.6).
 inline constexpr uint64_t kSectorSize = 512;
 inline constexpr uint32_t kSectorShift = 9;
+
+// The largest data segment the device advertises (VIRTIO_BLK_F_SIZE_MAX): one page, the least
+// Linux accepts, so that seg_max segments never add up to more than kMaxRequestBytes.
+inline constexpr uint32_t kSizeMax = 4096;
+// The most data bytes one IN/OUT request may carry: the engine's merge bound (1 MiB). A larger
+// request fails with IOERR before it reaches the engine; a driver that honours SIZE_MAX and
+// SEG_MAX never sends one (Linux's default max_sectors_kb is 1280, its requests are bounded by
+// seg_max * size_max <= 1 MiB).
+inline constexpr uint64_t kMaxRequestBytes = block::kMaxTransferBytes;
 
 // What a request asks for (VIRTIO_BLK_T_* folded into what the device implements).
 enum class BlkReqType : uint8_t { kIn, kOut, kFlush, kGetId, kUnsupported };
@@ -41,6 +51,7 @@ using BlkParseErr = Error<BlkParseError>;
 struct DiskFacts {
   uint64_t capacity_sectors = 0;                   // disk size in 512-byte sectors
   bool read_only = false;                          // writes fail with IOERR, nothing written
+  uint64_t max_request_bytes = kMaxRequestBytes;   // larger IN/OUT requests fail with IOERR
   std::array<char, VIRTIO_BLK_ID_BYTES> serial{};  // GET_ID answer, NUL padded
 };
 

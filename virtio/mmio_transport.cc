@@ -26,7 +26,6 @@ namespace {
 
 constexpr uint64_t kVersion1 = 1ULL << VIRTIO_F_VERSION_1;
 constexpr uint32_t kMaxQueueSize = 32768;  // spec 2.7: split rings hold at most 2^15 entries
-constexpr unsigned kMaxBadAccessLogs = 8;  // a guest must not be able to flood the log
 
 // Device config: 1/2/4-byte accesses go to `f` as they are, an 8-byte one as two 4-byte halves
 // (spec 4.2.2.2 lets drivers use only 32-bit accesses for 64-bit fields); other sizes are
@@ -100,11 +99,9 @@ bool MmioTransport::activated() const {
 // --- guest accesses ---
 
 void MmioTransport::log_bad_access(const char* what, size_t size, uint64_t offset) {
-  std::lock_guard lock(mu_);
-  if (bad_accesses_logged_++ < kMaxBadAccessLogs) {
-    KLOG_WARN("virtio-mmio: ignoring %zu-byte %s at 0x%llx", size, what,
-              static_cast<unsigned long long>(offset));
-  }
+  // GUEST: any access size at any offset; rate-limited so a guest cannot flood the log.
+  KLOG_WARN_RATELIMITED("virtio-mmio: ignoring %zu-byte %s at 0x%llx", size, what,
+                        static_cast<unsigned long long>(offset));
 }
 
 void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
@@ -142,7 +139,7 @@ void MmioTransport::write(uint64_t offset, std::span<const uint8_t> data) {
     if (v < notifies_.size()) {
       (void)notifies_[v].signal();
     } else {
-      KLOG_DEBUG("virtio-mmio: notify for absent queue %u", v);
+      KLOG_DEBUG_RATELIMITED("virtio-mmio: notify for absent queue %u", v);
     }
     return;
   }
@@ -231,8 +228,8 @@ void MmioTransport::write_register(uint64_t offset, uint32_t value) {
       return;
     default:
       // Legacy registers (GuestPageSize, QueueAlign, QueuePFN) and read-only ones.
-      KLOG_DEBUG("virtio-mmio: ignoring write of 0x%x to 0x%llx", value,
-                 static_cast<unsigned long long>(offset));
+      KLOG_DEBUG_RATELIMITED("virtio-mmio: ignoring write of 0x%x to 0x%llx", value,
+                             static_cast<unsigned long long>(offset));
       return;
   }
 }
@@ -246,15 +243,16 @@ void MmioTransport::write_queue_register(uint64_t offset, uint32_t value) {
     // as on a reset: it waits for the I/O the kernel still holds (which writes into guest
     // buffers) and does not answer those requests. It stays idle until the driver resets it;
     // the queue reads back 0.
-    KLOG_DEBUG("virtio-mmio: queue %u stopped by the driver; device idle until reset", queue_sel_);
+    KLOG_DEBUG_RATELIMITED("virtio-mmio: queue %u stopped by the driver; device idle until reset",
+                           queue_sel_);
     deactivate();
     q->set_ready(false);
     return;
   }
   // A queue is configured only while it is not ready and before DRIVER_OK (spec 4.2.3.2).
   if (q == nullptr || (status() & VIRTIO_CONFIG_S_DRIVER_OK)) {
-    KLOG_DEBUG("virtio-mmio: ignoring queue register 0x%llx (queue %u)",
-               static_cast<unsigned long long>(offset), queue_sel_);
+    KLOG_DEBUG_RATELIMITED("virtio-mmio: ignoring queue register 0x%llx (queue %u)",
+                           static_cast<unsigned long long>(offset), queue_sel_);
     return;
   }
   if (offset == VIRTIO_MMIO_QUEUE_READY) {
@@ -262,14 +260,15 @@ void MmioTransport::write_queue_register(uint64_t offset, uint32_t value) {
     return;
   }
   if (q->ready()) {
-    KLOG_DEBUG("virtio-mmio: queue %u is ready; ignoring 0x%llx", queue_sel_,
-               static_cast<unsigned long long>(offset));
+    KLOG_DEBUG_RATELIMITED("virtio-mmio: queue %u is ready; ignoring 0x%llx", queue_sel_,
+                           static_cast<unsigned long long>(offset));
     return;
   }
   switch (offset) {
     case VIRTIO_MMIO_QUEUE_NUM:
       // Out-of-range sizes become 0, which is_valid() rejects at DRIVER_OK.
       q->set_size(value <= kMaxQueueSize ? static_cast<uint16_t>(value) : 0);
+      device_->queue_size_selected(static_cast<uint16_t>(queue_sel_), q->size());
       return;
     case VIRTIO_MMIO_QUEUE_DESC_LOW:
     case VIRTIO_MMIO_QUEUE_DESC_HIGH:
@@ -292,12 +291,12 @@ void MmioTransport::write_queue_register(uint64_t offset, uint32_t value) {
 bool MmioTransport::features_acceptable() const {
   uint64_t extra = driver_features_ & ~device_features_;
   if (extra != 0) {
-    KLOG_WARN("virtio-mmio: driver accepted features 0x%llx that were not offered",
-              static_cast<unsigned long long>(extra));
+    KLOG_WARN_RATELIMITED("virtio-mmio: driver accepted features 0x%llx that were not offered",
+                          static_cast<unsigned long long>(extra));
     return false;
   }
   if ((driver_features_ & kVersion1) == 0) {
-    KLOG_WARN("virtio-mmio: driver did not accept VIRTIO_F_VERSION_1 (legacy driver)");
+    KLOG_WARN_RATELIMITED("virtio-mmio: driver did not accept VIRTIO_F_VERSION_1 (legacy driver)");
     return false;
   }
   return true;
@@ -313,7 +312,8 @@ void MmioTransport::write_status(uint32_t value) {
   uint32_t keep = old & VIRTIO_CONFIG_S_NEEDS_RESET;
   value &= ~uint32_t{VIRTIO_CONFIG_S_NEEDS_RESET};
   if ((old & ~keep & ~value) != 0) {
-    KLOG_WARN("virtio-mmio: driver tried to clear status bits 0x%x; ignored", old & ~value);
+    KLOG_WARN_RATELIMITED("virtio-mmio: driver tried to clear status bits 0x%x; ignored",
+                          old & ~value);
     return;
   }
   uint32_t added = value & ~old;
@@ -323,7 +323,7 @@ void MmioTransport::write_status(uint32_t value) {
     added &= ~uint32_t{VIRTIO_CONFIG_S_FEATURES_OK};
   }
   if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && (value & kInitBits) != kInitBits) {
-    KLOG_WARN("virtio-mmio: DRIVER_OK before features were negotiated; ignored");
+    KLOG_WARN_RATELIMITED("virtio-mmio: DRIVER_OK before features were negotiated; ignored");
     value &= ~uint32_t{VIRTIO_CONFIG_S_DRIVER_OK};
     added &= ~uint32_t{VIRTIO_CONFIG_S_DRIVER_OK};
   }
@@ -340,7 +340,7 @@ void MmioTransport::activate() {
     if (!q.ready()) continue;
     // GUEST: ring addresses and sizes; a queue that is unusable is a driver error.
     if (!q.is_valid(mem_)) {
-      KLOG_WARN("virtio-mmio: queue %zu has a bad size or ring address", i);
+      KLOG_WARN_RATELIMITED("virtio-mmio: queue %zu has a bad size or ring address", i);
       mark_needs_reset();
       return;
     }
@@ -350,7 +350,7 @@ void MmioTransport::activate() {
   context_.emplace(ActivateContext{mem_, queues_, notifies_, *this, driver_features_});
   auto r = device_->activate(*context_);
   if (!r) {
-    KLOG_ERROR("virtio-mmio: %s", r.error().message().c_str());
+    KLOG_ERROR_RATELIMITED("virtio-mmio: %s", r.error().message().c_str());
     context_.reset();
     mark_needs_reset();
   }
@@ -378,7 +378,7 @@ void MmioTransport::reset_locked() {
 void MmioTransport::raise(uint32_t bits) {
   interrupt_status_.fetch_or(bits, std::memory_order_acq_rel);
   if (auto r = interrupt_.signal(); !r) {
-    KLOG_ERROR("virtio-mmio: interrupt: %s", r.error().message().c_str());
+    KLOG_ERROR_RATELIMITED("virtio-mmio: interrupt: %s", r.error().message().c_str());
   }
 }
 
@@ -395,8 +395,8 @@ void MmioTransport::signal_config() {
 void MmioTransport::mark_needs_reset() {
   uint32_t old = status_.fetch_or(VIRTIO_CONFIG_S_NEEDS_RESET, std::memory_order_acq_rel);
   if (!(old & VIRTIO_CONFIG_S_NEEDS_RESET)) {
-    KLOG_ERROR("virtio-mmio: device (type %u) needs reset after a driver error",
-               device_->device_type());
+    KLOG_ERROR_RATELIMITED("virtio-mmio: device (type %u) needs reset after a driver error",
+                           device_->device_type());
   }
   raise(VIRTIO_MMIO_INT_CONFIG);
 }

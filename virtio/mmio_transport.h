@@ -83,7 +83,7 @@ class MmioTransport final : public BusDevice, public DeviceInterrupt {
   MmioTransport(const memory::GuestMemory& mem, std::unique_ptr<VirtioDevice> dev,
                 std::vector<EventFd> notifies, EventFd interrupt);
 
-  // Logs a register access of a size or alignment the transport ignores (a few times at most).
+  // Logs a register access of a size or alignment the transport ignores (rate-limited).
   void log_bad_access(const char* what, size_t size, uint64_t offset);
   uint32_t read_register(uint64_t offset) const;
   void write_register(uint64_t offset, uint32_t value);
@@ -111,7 +111,6 @@ class MmioTransport final : public BusDevice, public DeviceInterrupt {
   uint64_t driver_features_ = 0;
   uint32_t queue_sel_ = 0;
   std::optional<ActivateContext> context_;  // alive while the device is activated
-  unsigned bad_accesses_logged_ = 0;
 
   std::atomic<uint32_t> status_{0};            // NEEDS_RESET may be set by the I/O thread
   std::atomic<uint32_t> interrupt_status_{0};  // VIRTIO_MMIO_INT_* bits

@@ -48,6 +48,12 @@ class VirtioDevice {
   // Number of virtqueues and the largest size of each.
   virtual uint16_t num_queues() const = 0;
   virtual uint16_t queue_max_size() const = 0;
+  // The driver chose `size` entries for queue `index` (QueueNum); before activate().
+  // GUEST: `size` is the driver's, not yet validated.
+  virtual void queue_size_selected(uint16_t index, uint16_t size) {
+    (void)index;
+    (void)size;
+  }
   // Device-specific configuration space (offset relative to 0x100 of the MMIO window).
   virtual void read_config(uint64_t offset, std::span<uint8_t> data) const = 0;
   virtual void write_config(uint64_t offset, std::span<const uint8_t> data) = 0;

@@ -67,8 +67,8 @@ const Bus::Range* Bus::find(uint64_t addr, uint64_t size) const {
 
 void Bus::count_unclaimed(const char* kind, uint64_t addr, size_t size) const {
   uint64_t n = unclaimed_.fetch_add(1, std::memory_order_relaxed) + 1;
-  KLOG_DEBUG("%s: unclaimed %zu-byte %s at 0x%" PRIx64 " (%" PRIu64 " so far)", name_.c_str(), size,
-             kind, addr, n);
+  KLOG_DEBUG_RATELIMITED("%s: unclaimed %zu-byte %s at 0x%" PRIx64 " (%" PRIu64 " so far)",
+                         name_.c_str(), size, kind, addr, n);
 }
 
 bool Bus::read(uint64_t addr, std::span<uint8_t> data) const {

@@ -63,7 +63,7 @@ void handle_internal_error(Vcpu& vcpu, const ExitLoopDeps& deps, ExitStats& stat
     return;
   }
   ++stats.assisted[static_cast<size_t>(out.kind)];
-  KLOG_DEBUG("vCPU %u: assisted %s", vcpu.index(), to_string(out.kind));
+  KLOG_DEBUG_RATELIMITED("vCPU %u: assisted %s", vcpu.index(), to_string(out.kind));
 }
 
 void handle_system_event(Vcpu& vcpu, const ExitLoopDeps& deps) {

@@ -225,5 +225,53 @@ TEST_F(AlignedIoTest, QueueFullAtTheCapUntilTaken) {
   EXPECT_TRUE(io_->submit(ReqKind::kRead, 0, {&v, 1}, 99));
 }
 
+// Misaligned requests past the bounce budget wait for memory instead of allocating more; the
+// pool never holds more than its budget, and every request still completes with its data.
+TEST_F(AlignedIoTest, BounceMemoryStaysWithinTheBudget) {
+  constexpr size_t kBudget = 16 << 10;
+  AlignedIo io(*image_, 16, *kernel_, kBudget);
+  // 4 KiB at a 512-byte offset, from a misaligned buffer: widened to 8 KiB, two at a time.
+  static uint8_t bufs[8][4096 + 1];
+  for (int i = 0; i < 8; ++i) {
+    iovec v{bufs[i] + 1, 4096};
+    ASSERT_TRUE(io.submit(ReqKind::kRead, 512 + 8192 * uint64_t(i), {&v, 1}, i));
+  }
+  EXPECT_EQ(kernel_->started.size(), 2u) << "two 8 KiB buffers fill a 16 KiB budget";
+  EXPECT_EQ(io.bounce_waiting(), 6u);
+  for (size_t i = 0; i < kernel_->started.size(); ++i) {
+    EXPECT_LE(io.bounce_pool().held_bytes(), kBudget);
+    io.complete(kernel_->started[i].tag, kernel_->run(i));
+  }
+  EXPECT_EQ(kernel_->started.size(), 8u) << "each returned buffer started a waiting request";
+  std::vector<Completion> out(16);
+  out.resize(io.take(out));
+  ASSERT_EQ(out.size(), 8u);
+  for (const Completion& c : out) {
+    EXPECT_EQ(c.result, 4096) << "cookie " << c.cookie;
+    EXPECT_EQ(std::memcmp(bufs[c.cookie] + 1, t_.shadow().data() + 512 + 8192 * c.cookie, 4096), 0);
+  }
+  EXPECT_EQ(io.bounce_pool().high_water_bytes(), kBudget);
+  EXPECT_EQ(io.bounce_pool().outstanding_bytes(), 0u);
+}
+
+// A request that alone needs more bounce memory than the budget fails at once, allocating
+// nothing and starting nothing; a fitting one after it still works.
+TEST_F(AlignedIoTest, RequestLargerThanTheBudgetFails) {
+  AlignedIo io(*image_, 16, *kernel_, 16 << 10);
+  static uint8_t buf[32768 + 1];
+  iovec big{buf + 1, 32768};
+  ASSERT_TRUE(io.submit(ReqKind::kWrite, 0, {&big, 1}, 7));
+  EXPECT_TRUE(kernel_->started.empty());
+  std::vector<Completion> out(4);
+  out.resize(io.take(out));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].cookie, 7u);
+  EXPECT_EQ(out[0].result, -E2BIG);
+  EXPECT_EQ(io.bounce_allocations(), 0u);
+  iovec small{buf + 1, 4096};
+  ASSERT_TRUE(io.submit(ReqKind::kRead, 4096, {&small, 1}, 8));
+  EXPECT_EQ(kernel_->started.size(), 1u);
+}
+
 }  // namespace
 }  // namespace kindling::block

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "devices/ports.h"
+#include "tests/support/log_capture.h"
 
 namespace kindling::devices {
 namespace {
@@ -164,6 +165,15 @@ TEST_F(I8042Test, GapPortsAreInert) {
   uint8_t v = 0xFE;
   dev_.write(2, std::span<const uint8_t>(&v, 1));
   EXPECT_EQ(resets_, 0);
+}
+
+// A guest flooding the controller with unknown commands gets a few debug lines, not one each.
+TEST_F(I8042Test, UnknownCommandFloodIsRateLimited) {
+  size_t lines = test::count_log_lines(log::Level::kDebug, "i8042: ignoring command", [&] {
+    for (int i = 0; i < 1000; ++i) command(0x01);
+  });
+  EXPECT_GT(lines, 0u);
+  EXPECT_LE(lines, log::RateLimit::kDefaultBurst);
 }
 
 }  // namespace

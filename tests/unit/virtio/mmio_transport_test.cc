@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "tests/support/eventually.h"
+#include "tests/support/log_capture.h"
 #include "tests/support/mock_queue.h"
 #include "tests/support/test_memory.h"
 #include "tests/unit/virtio/echo_device.h"
@@ -606,6 +607,28 @@ TEST_P(ConcurrentEchoTest, NoLostKicksOrInterrupts) {
 
 INSTANTIATE_TEST_SUITE_P(Suppression, ConcurrentEchoTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "event_idx" : "flags"; });
+
+// Every register access a driver gets wrong is logged, but a guest repeating one in a loop
+// gets a few lines, not one per access (and the lines come back once the flood is old).
+TEST_F(TransportTest, GuestErrorsCannotFloodTheLog) {
+  size_t bad = test::count_log_lines(log::Level::kWarn, "virtio-mmio: ignoring", [&] {
+    for (int i = 0; i < 1000; ++i) rd(VIRTIO_MMIO_STATUS, 2);  // registers are 32-bit only
+  });
+  EXPECT_GT(bad, 0u);
+  EXPECT_LE(bad, log::RateLimit::kDefaultBurst);
+  size_t notify = test::count_log_lines(log::Level::kDebug, "notify for absent queue", [&] {
+    for (int i = 0; i < 1000; ++i) wr(VIRTIO_MMIO_QUEUE_NOTIFY, 7);
+  });
+  EXPECT_GT(notify, 0u);
+  EXPECT_LE(notify, log::RateLimit::kDefaultBurst);
+  size_t clear = test::count_log_lines(log::Level::kWarn, "tried to clear status bits", [&] {
+    wr(VIRTIO_MMIO_STATUS, 0);
+    wr(VIRTIO_MMIO_STATUS, kAck | kDriver);
+    for (int i = 0; i < 1000; ++i) wr(VIRTIO_MMIO_STATUS, kAck);
+  });
+  EXPECT_GT(clear, 0u);
+  EXPECT_LE(clear, log::RateLimit::kDefaultBurst);
+}
 
 }  // namespace
 }  // namespace kindling::virtio

@@ -9,14 +9,17 @@
 #include <linux/virtio_ring.h>
 
 #include <atomic>
+#include <bit>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "block/bounce_pool.h"
 #include "tests/support/blk_driver.h"
 #include "tests/support/eventually.h"
+#include "tests/support/log_capture.h"
 #include "tests/support/temp_image.h"
 #include "tests/unit/virtio_blk/fake_engine.h"
 
@@ -65,21 +68,20 @@ class BlkDeviceTest : public testing::TestWithParam<std::string> {
 TEST_P(BlkDeviceTest, FeaturesAndConfig) {
   auto dev = open(opt([](BlockOptions& o) {
     o.serial = "s";
-    o.queue_size = 1024;  // seg_max 1022 needs both low bytes of the field
+    o.queue_size = 1024;  // seg_max 256 needs both low bytes of the field
   }));
   ASSERT_TRUE(dev);
   EXPECT_EQ(dev->device_type(), uint32_t{VIRTIO_ID_BLOCK});
   EXPECT_EQ(dev->queue_max_size(), 1024);
   uint64_t f = dev->device_features();
-  for (unsigned b :
-       {VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
-        VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_TOPOLOGY}) {
+  for (unsigned b : {VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+                     VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE,
+                     VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_TOPOLOGY}) {
     EXPECT_TRUE(f & (uint64_t{1} << b)) << "feature bit " << b;
   }
   // Not offered: their config fields must read as zero below.
-  for (unsigned b :
-       {VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_GEOMETRY, VIRTIO_BLK_F_CONFIG_WCE,
-        VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES}) {
+  for (unsigned b : {VIRTIO_BLK_F_RO, VIRTIO_BLK_F_GEOMETRY, VIRTIO_BLK_F_CONFIG_WCE,
+                     VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES}) {
     EXPECT_FALSE(f & (uint64_t{1} << b)) << "feature bit " << b;
   }
 
@@ -88,18 +90,24 @@ TEST_P(BlkDeviceTest, FeaturesAndConfig) {
   std::memset(&c, 0xAB, sizeof(c));
   dev->read_config(0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&c), sizeof(c)));
   EXPECT_EQ(uint64_t{c.capacity}, kImageBytes / 512);
-  EXPECT_EQ(uint32_t{c.seg_max}, 1022u) << "queue size - 2, all four bytes";
-  EXPECT_EQ(uint32_t{c.blk_size}, dev->image()->offset_align());
-  EXPECT_EQ(int{c.physical_block_exp}, 0) << "one logical block per physical block";
+  EXPECT_EQ(uint32_t{c.seg_max}, 256u) << "seg_max * size_max within the 1 MiB request cap";
+  EXPECT_EQ(uint32_t{c.size_max}, kSizeMax);
+  // 512-byte logical blocks whatever the host; its direct-I/O block is the physical one.
+  const uint32_t per_physical = dev->image()->offset_align() / 512;
+  EXPECT_EQ(uint32_t{c.blk_size}, 512u);
+  EXPECT_EQ(1u << c.physical_block_exp, per_physical);
   EXPECT_EQ(int{c.alignment_offset}, 0);
-  EXPECT_EQ(int{c.min_io_size}, 1) << "in logical blocks";
-  EXPECT_EQ(uint32_t{c.opt_io_size}, 0u) << "no preference";
+  EXPECT_EQ(uint32_t{c.min_io_size}, per_physical) << "in logical blocks";
+  EXPECT_EQ(uint32_t{c.opt_io_size}, per_physical > 1 ? per_physical : 0u);
   virtio_blk_config want{};
   want.capacity = kImageBytes / 512;
-  want.seg_max = 1022;
-  want.blk_size = dev->image()->offset_align();
-  want.min_io_size = 1;
-  // Every other field (size_max, geometry, wce, num_queues, discard and write-zeroes limits,
+  want.size_max = kSizeMax;
+  want.seg_max = 256;
+  want.blk_size = 512;
+  want.physical_block_exp = static_cast<uint8_t>(std::countr_zero(per_physical));
+  want.min_io_size = static_cast<uint16_t>(per_physical);
+  want.opt_io_size = per_physical > 1 ? per_physical : 0;
+  // Every other field (geometry, wce, num_queues, discard and write-zeroes limits,
   // padding) is zero.
   const auto* got = reinterpret_cast<const uint8_t*>(&c);
   const auto* exp = reinterpret_cast<const uint8_t*>(&want);
@@ -112,7 +120,7 @@ TEST_P(BlkDeviceTest, FeaturesAndConfig) {
   uint32_t seg = 0;
   dev->read_config(offsetof(virtio_blk_config, seg_max),
                    std::span<uint8_t>(reinterpret_cast<uint8_t*>(&seg), 4));
-  EXPECT_EQ(seg, 1022u);
+  EXPECT_EQ(seg, 256u);
   uint8_t past[4] = {1, 2, 3, 4};
   dev->read_config(0x200, past);
   EXPECT_EQ(past[0] | past[1] | past[2] | past[3], 0);
@@ -303,7 +311,8 @@ TEST_P(BlkDeviceTest, ResetDuringIoAndReactivate) {
     BlkDriver drv({});
     ASSERT_TRUE(drv.activate(*dev));
     for (uint16_t t = 0; t < 64; ++t) {
-      ASSERT_TRUE(drv.add(t, t % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, t * 256, 65536));
+      // 64 KiB each, side by side: all 64 inside the 4 MiB disk.
+      ASSERT_TRUE(drv.add(t, t % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, t * 128, 65536));
     }
     drv.kick();
     drv.reset();  // must return with every in-flight request finished, thread joined
@@ -329,9 +338,127 @@ TEST_P(BlkDeviceTest, ResetDuringIoAndReactivate) {
   ASSERT_TRUE(drv2.activate(*dev));
   BlkDone d = one(drv2, VIRTIO_BLK_T_GET_ID, 0, 20);
   EXPECT_EQ(d.status, VIRTIO_BLK_S_OK);
-  d = one(drv2, VIRTIO_BLK_T_IN, 8, 4096);
+  // Inside tag 1's range: a read, so no write before the reset (answered or not) changed it.
+  d = one(drv2, VIRTIO_BLK_T_IN, 136, 4096);
   EXPECT_EQ(d.status, VIRTIO_BLK_S_OK);
-  EXPECT_EQ(0, std::memcmp(drv2.data(0).data(), image_->shadow().data() + 8 * 512, 4096));
+  EXPECT_EQ(0, std::memcmp(drv2.data(0).data(), image_->shadow().data() + 136 * 512, 4096));
+}
+
+// An image whose host needs 4096-byte direct I/O: the guest still sees 512-byte logical blocks
+// (the host block is the physical one), and 512-byte-aligned I/O of any size at any sector
+// works through the alignment layer, byte for byte.
+TEST_P(BlkDeviceTest, GuestSees512ByteSectorsOnA4096ByteHost) {
+  auto dev = open(opt([](BlockOptions& o) {
+    o.open.force_offset_align = 4096;
+    o.open.force_mem_align = 4096;
+  }));
+  ASSERT_TRUE(dev);
+  if (!dev->image()->direct()) GTEST_SKIP() << "no O_DIRECT here: the host block is 512";
+  ASSERT_EQ(dev->image()->offset_align(), 4096u);
+  virtio_blk_config c{};
+  dev->read_config(0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&c), sizeof(c)));
+  EXPECT_TRUE(dev->device_features() & (uint64_t{1} << VIRTIO_BLK_F_BLK_SIZE));
+  EXPECT_TRUE(dev->device_features() & (uint64_t{1} << VIRTIO_BLK_F_TOPOLOGY));
+  EXPECT_EQ(uint32_t{c.blk_size}, 512u);
+  EXPECT_EQ(int{c.physical_block_exp}, 3) << "8 logical blocks per physical block";
+  EXPECT_EQ(int{c.alignment_offset}, 0);
+  EXPECT_EQ(uint32_t{c.min_io_size}, 8u);
+  EXPECT_EQ(uint32_t{c.opt_io_size}, 8u);
+
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  struct Io {
+    uint64_t sector;
+    uint32_t len;
+    unsigned segs;
+    uint32_t data_offset;  // 512-aligned, not 4096-aligned unless 0
+  };
+  // A 1 KiB file-system block, a partition-table sector, a run across two host blocks, a
+  // sector at the end of the disk, and one aligned block for contrast.
+  const Io ios[] = {{3, 1024, 1, 512},
+                    {0, 512, 1, 0},
+                    {7, 4608, 3, 1536},
+                    {kImageBytes / 512 - 1, 512, 1, 512},
+                    {16, 4096, 1, 0}};
+  uint64_t seed = 77;
+  for (const Io& io : ios) {
+    test::fill_random(drv.data(0).data() + io.data_offset, io.len, ++seed);
+    image_->shadow_write(io.sector * 512, drv.data(0).data() + io.data_offset, io.len);
+    ASSERT_TRUE(drv.add(0, VIRTIO_BLK_T_OUT, io.sector, io.len, io.segs, io.data_offset));
+    drv.kick();
+    auto w = drv.wait_for(1);
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_EQ(w[0].status, VIRTIO_BLK_S_OK) << "write at sector " << io.sector;
+  }
+  for (const Io& io : ios) {
+    // Read each range back, and one sector around it, into a buffer at another offset.
+    uint64_t first = io.sector > 0 ? io.sector - 1 : 0;
+    uint32_t len = static_cast<uint32_t>(
+        std::min<uint64_t>(io.sector * 512 + io.len + 512, kImageBytes) - first * 512);
+    std::memset(drv.data(1).data(), 0, len + 512);
+    ASSERT_TRUE(drv.add(1, VIRTIO_BLK_T_IN, first, len, io.segs, 512));
+    drv.kick();
+    auto r = drv.wait_for(1);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].status, VIRTIO_BLK_S_OK);
+    EXPECT_EQ(r[0].used_len, len + 1);
+    EXPECT_EQ(0, std::memcmp(drv.data(1).data() + 512, image_->shadow().data() + first * 512, len))
+        << "read at sector " << first;
+  }
+  drv.reset();
+  EXPECT_GT(dev->engine_stats().bounced, 0u) << "the 512-byte I/O went through bounce buffers";
+  EXPECT_TRUE(image_->matches_shadow());
+}
+
+// A full ring of misaligned 64 KiB requests on an image that needs 4096-byte alignment: each
+// needs a 128 KiB bounce buffer (32 MiB for the ring), yet the engine never holds more bounce
+// memory than its budget; the requests past it wait, and every one completes correctly.
+TEST_P(BlkDeviceTest, ConcurrentMisalignedRequestsStayWithinTheBounceBudget) {
+  constexpr uint32_t kLen = 64 << 10;
+  TempImage image(32 << 20, test::ImageFs::kDisk, 9);
+  BlockOptions o;
+  o.path = image.path();
+  o.engine = GetParam();
+  o.open.force_offset_align = 4096;
+  o.open.force_mem_align = 4096;
+  auto dev = BlockDevice::open(o);
+  ASSERT_TRUE(dev) << dev.error().message();
+  if (!(*dev)->image()->direct()) GTEST_SKIP() << "no O_DIRECT here: nothing to bounce";
+  BlkDriver::Options dopt;
+  dopt.max_data = kLen + 4096;
+  dopt.indirect = true;  // one descriptor per request: the whole ring in flight
+  BlkDriver drv(dopt);
+  ASSERT_TRUE(drv.activate(**dev));
+  const uint16_t n = drv.queue_size();
+  for (uint16_t t = 0; t < n; ++t) {
+    // 512 bytes into the tag's area (not 4096-aligned), one sector into a 128 KiB stride (not
+    // contiguous with the neighbours, so nothing merges).
+    uint32_t type = t % 2 ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
+    uint64_t sector = uint64_t{t} * 256 + 1;
+    if (type == VIRTIO_BLK_T_OUT) {
+      test::fill_random(drv.data(t).data() + 512, kLen, t);
+      image.shadow_write(sector * 512, drv.data(t).data() + 512, kLen);
+    }
+    ASSERT_TRUE(drv.add(t, type, sector, kLen, 1, 512));
+  }
+  drv.kick();
+  auto done = drv.wait_for(n, 30000);
+  ASSERT_EQ(done.size(), n);
+  for (const BlkDone& d : done) {
+    EXPECT_EQ(d.status, VIRTIO_BLK_S_OK) << "tag " << d.tag;
+    if (d.tag % 2 == 0) {
+      uint64_t at = (uint64_t{d.tag} * 256 + 1) * 512;
+      EXPECT_EQ(0, std::memcmp(drv.data(d.tag).data() + 512, image.shadow().data() + at, kLen))
+          << "read of tag " << d.tag;
+    }
+  }
+  drv.reset();
+  block::EngineStats e = (*dev)->engine_stats();
+  EXPECT_EQ(e.bounced, n);
+  EXPECT_EQ(e.bounce_budget, block::kBounceBudgetBytes);
+  EXPECT_GT(e.bounce_high_water, 0u);
+  EXPECT_LE(e.bounce_high_water, e.bounce_budget) << "bounce memory past the budget";
+  EXPECT_TRUE(image.matches_shadow());
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, BlkDeviceTest, testing::Values("sync", "libaio"),
@@ -434,6 +561,109 @@ TEST(BlkDeviceFakeEngine, ResetWaitsForHeldIoAndAnswersNothing) {
   drv.reset();
   EXPECT_EQ(fake->subs[3].offset, 16u * 512);
   EXPECT_EQ((*dev)->stats().reads, 1u);
+}
+
+// Writes a request header for `tag` into the driver's header area.
+void put_header(BlkDriver& drv, uint16_t tag, uint32_t type, uint64_t sector) {
+  virtio_blk_outhdr h{};
+  h.type = type;
+  h.sector = sector;
+  ASSERT_TRUE(drv.mem().write_obj(drv.header_addr(tag), h));
+}
+
+// A hostile driver points 254 descriptors of 16 MiB at the same guest pages: a request for
+// 4064 MiB from 32 MiB of RAM, on a disk large enough for it. The device answers IOERR without
+// handing it to the engine (which would have to bounce or read gigabytes); a request at the
+// limit still goes through, one sector more does not.
+TEST(BlkDeviceFakeEngine, AliasingDescriptorsAskingFor4GiBGetIoerr) {
+  auto engine = std::make_unique<test::FakeEngine>(8);
+  test::FakeEngine* fake = engine.get();
+  auto dev = BlockDevice::create_with_engine({}, uint64_t{8} << 30, 512, std::move(engine));
+  ASSERT_TRUE(dev);
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(**dev));
+  constexpr uint32_t kAlias = 16 << 20;
+  for (uint16_t tag = 0; tag < 2; ++tag) {
+    bool read = tag == 0;
+    put_header(drv, tag, read ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, 0);
+    std::vector<ChainBuffer> chain{{drv.header_addr(tag), 16, false}};
+    for (int i = 0; i < 254; ++i) chain.push_back({drv.data_addr(0), kAlias, read});
+    chain.push_back({drv.status_addr(tag), 1, true});
+    ASSERT_EQ(chain.size(), 256u) << "the whole descriptor table";
+    ASSERT_TRUE(drv.add_raw(tag, chain));
+    drv.kick();
+    auto done = drv.wait_for(1, 2000);
+    // A device that hands the request to the engine must see it finish (or reset would wait).
+    if (done.empty() && fake->complete_pending() > 0) done = drv.wait_for(1);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].status, VIRTIO_BLK_S_IOERR) << (read ? "read" : "write");
+    EXPECT_EQ(done[0].used_len, 1u);
+  }
+  EXPECT_EQ(fake->submitted(), 0u) << "the engine never saw the 4 GiB requests";
+  size_t before = fake->submitted();
+
+  for (uint32_t len : {uint32_t(kMaxRequestBytes), uint32_t(kMaxRequestBytes + 512)}) {
+    put_header(drv, 2, VIRTIO_BLK_T_IN, 0);
+    ChainBuffer req[] = {{drv.header_addr(2), 16, false},
+                         {drv.data_addr(0), len, true},
+                         {drv.status_addr(2), 1, true}};
+    ASSERT_TRUE(drv.add_raw(2, req));
+    drv.kick();
+    auto done = drv.wait_for(1, 500);
+    if (done.empty() && fake->complete_pending() > 0) done = drv.wait_for(1);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].status, len == kMaxRequestBytes ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR)
+        << len << " bytes";
+  }
+  EXPECT_EQ(fake->submitted(), before + 1) << "only the request at the limit reached the engine";
+  drv.reset();
+  EXPECT_EQ((*dev)->stats().errors, 3u);
+}
+
+// SIZE_MAX and SEG_MAX promise no more than the device accepts, and SEG_MAX follows the queue
+// size the driver chose (a chain is never longer than its queue).
+TEST(BlkDeviceFakeEngine, SegMaxFollowsTheSelectedQueueSize) {
+  BlockOptions o;
+  o.queue_size = 1024;
+  auto dev = BlockDevice::create_with_engine(o, 1 << 20, 512, std::make_unique<test::FakeEngine>());
+  ASSERT_TRUE(dev);
+  EXPECT_TRUE((*dev)->device_features() & (uint64_t{1} << VIRTIO_BLK_F_SIZE_MAX));
+  auto seg_max = [&] {
+    uint32_t v = 0;
+    (*dev)->read_config(offsetof(virtio_blk_config, seg_max),
+                        std::span<uint8_t>(reinterpret_cast<uint8_t*>(&v), 4));
+    return v;
+  };
+  uint32_t size_max = 0;
+  (*dev)->read_config(offsetof(virtio_blk_config, size_max),
+                      std::span<uint8_t>(reinterpret_cast<uint8_t*>(&size_max), 4));
+  EXPECT_EQ(size_max, kSizeMax);
+  EXPECT_EQ(seg_max(), kMaxRequestBytes / kSizeMax) << "1022 segments would pass the 1 MiB cap";
+  EXPECT_LE(uint64_t{seg_max()} * size_max, kMaxRequestBytes);
+  (*dev)->queue_size_selected(0, 64);
+  EXPECT_EQ(seg_max(), 62u) << "the driver chose 64 entries";
+  (*dev)->reset();
+  EXPECT_EQ(seg_max(), 256u) << "a reset brings the queue back to its maximum";
+
+  BlkDriver::Options small;
+  small.queue_size = 16;
+  BlkDriver drv(small);
+  ASSERT_TRUE(drv.activate(**dev));
+  EXPECT_EQ(seg_max(), 14u) << "activated with a 16-entry queue";
+  drv.reset();
+}
+
+// Config writes are the guest's to repeat: a flood of them makes a few debug lines.
+TEST(BlkDeviceFakeEngine, ConfigWriteFloodIsRateLimited) {
+  test::FakeEngine* fake = nullptr;
+  auto dev = fake_device(8, true, fake);
+  ASSERT_TRUE(dev);
+  const uint8_t b[1] = {1};
+  size_t lines = test::count_log_lines(log::Level::kDebug, "ignored config write", [&] {
+    for (int i = 0; i < 1000; ++i) (*dev)->write_config(0x20, b);
+  });
+  EXPECT_GT(lines, 0u);
+  EXPECT_LE(lines, log::RateLimit::kDefaultBurst);
 }
 
 // A failing engine: every submission error becomes IOERR for the guest.

@@ -143,6 +143,21 @@ TEST_F(BlkMmioTest, ReadThroughRegistersEventfdsAndRing) {
   EXPECT_FALSE(mmio_->activated());
 }
 
+// SEG_MAX follows the QueueNum the driver writes: a driver that reads the config after sizing
+// its queue is told what fits the queue it chose; a reset offers the maximum again.
+TEST_F(BlkMmioTest, SegMaxFollowsQueueNum) {
+  const uint64_t seg_max = VIRTIO_MMIO_CONFIG + offsetof(virtio_blk_config, seg_max);
+  EXPECT_EQ(rd(seg_max), 254u) << "256-entry queue";
+  auto layout = test::QueueLayout::contiguous(GuestAddress(0x10000), 64);
+  ASSERT_EQ(init_driver(layout) & VIRTIO_CONFIG_S_DRIVER_OK, uint32_t{VIRTIO_CONFIG_S_DRIVER_OK});
+  EXPECT_EQ(rd(seg_max), 62u) << "the driver chose 64 entries";
+  wr(VIRTIO_MMIO_STATUS, 0);
+  EXPECT_EQ(rd(seg_max), 254u);
+  wr(VIRTIO_MMIO_QUEUE_SEL, 0);
+  wr(VIRTIO_MMIO_QUEUE_NUM, 32);
+  EXPECT_EQ(rd(seg_max), 30u) << "before DRIVER_OK too";
+}
+
 // Where the fake-engine tests put their requests' buffers in guest RAM.
 constexpr uint16_t kQueueSize = 256;
 constexpr uint64_t kHdr = 0x100000, kStatus = 0x100800, kData = 0x101000;

@@ -477,6 +477,40 @@ TEST(SerialTest, ShortBufferGetsAPrefix) {
   EXPECT_EQ(req.used_len(VIRTIO_BLK_S_OK), 5u);
 }
 
+// Descriptors may alias one guest buffer: a request's size says nothing about guest RAM. Past
+// kMaxRequestBytes an IN or OUT request fails with IOERR, on a disk that could hold it.
+TEST(RequestSizeTest, LargerThanTheDeviceAllowsIsIoerr) {
+  std::vector<uint8_t> page(1 << 20);
+  auto hdr_in = header(VIRTIO_BLK_T_IN, 0);
+  auto hdr_out = header(VIRTIO_BLK_T_OUT, 0);
+  uint8_t status = 0;
+  DiskFacts d = disk();
+  d.capacity_sectors = uint64_t{16} << 21;  // 16 GiB
+  struct Size {
+    uint64_t aliases;  // whole 1 MiB buffers
+    uint64_t extra;    // and one buffer of this many bytes more
+    uint8_t want;
+  };
+  for (Size sz : {Size{1, 0, VIRTIO_BLK_S_OK}, Size{1, 512, VIRTIO_BLK_S_IOERR},
+                  Size{4095, 0, VIRTIO_BLK_S_IOERR}}) {
+    for (bool write : {false, true}) {
+      VirtIOBlockReq req;
+      QueueElement& e = req.elem;
+      auto& data = write ? e.out_iov : e.in_iov;
+      e.out_iov.push_back({write ? hdr_out.data() : hdr_in.data(), 16});
+      for (uint64_t i = 0; i < sz.aliases; ++i) data.push_back({page.data(), page.size()});
+      if (sz.extra) data.push_back({page.data(), sz.extra});
+      e.in_iov.push_back({&status, 1});
+      for (const iovec& v : e.out_iov) e.out_bytes += v.iov_len;
+      for (const iovec& v : e.in_iov) e.in_bytes += v.iov_len;
+      ASSERT_TRUE(parse_request(d, req));
+      EXPECT_EQ(req.data_bytes, sz.aliases * page.size() + sz.extra);
+      EXPECT_EQ(req.status, sz.want) << req.data_bytes << " bytes, write " << write;
+      EXPECT_EQ(req.immediate(), sz.want != VIRTIO_BLK_S_OK);
+    }
+  }
+}
+
 TEST(RequestPoolTest, HandsOutEverySlotOnce) {
   RequestPool pool(4);
   std::vector<uint16_t> got;

@@ -190,6 +190,7 @@ TEST_P(BlkSoak, RandomIoMatchesShadow) {
     printf("  engine: %llu requests, %llu bounced\n", static_cast<unsigned long long>(e.requests),
            static_cast<unsigned long long>(e.bounced));
     EXPECT_GT(e.bounced, 0u) << "the forced alignment was meant to bounce";
+    EXPECT_LE(e.bounce_high_water, e.bounce_budget) << "bounce memory past the budget";
   }
   EXPECT_TRUE(image.read_back() == shadow) << "final image differs from the shadow";
 }

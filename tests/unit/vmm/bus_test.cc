@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "tests/support/log_capture.h"
+
 namespace kindling::vmm {
 namespace {
 
@@ -147,6 +149,19 @@ TEST(BusTest, OneDeviceAtTwoRangesSeesOffsetsOfEach) {
   ASSERT_EQ(dev->reads.size(), 2u);
   EXPECT_EQ(dev->reads[0].offset, 0u);
   EXPECT_EQ(dev->reads[1].offset, 0u);
+}
+
+// Every unclaimed access is counted, but a guest probing unknown ports in a loop gets a few
+// debug lines, not one per access.
+TEST(BusTest, UnclaimedAccessFloodIsRateLimited) {
+  Bus bus("pio");
+  uint8_t v[1] = {0};
+  size_t lines = test::count_log_lines(log::Level::kDebug, "pio: unclaimed", [&] {
+    for (int i = 0; i < 1000; ++i) EXPECT_FALSE(bus.read(0x2f8, v));
+  });
+  EXPECT_EQ(bus.unclaimed_accesses(), 1000u);
+  EXPECT_GT(lines, 0u);
+  EXPECT_LE(lines, log::RateLimit::kDefaultBurst);
 }
 
 }  // namespace
