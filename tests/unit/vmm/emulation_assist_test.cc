@@ -194,21 +194,11 @@ TEST(PopcntApplyTest, CountsAndSetsFlags) {
 // ---- the assist through a fake vCPU --------------------------------------------------------
 
 // 64-bit code with an identity map of the first 2 MiB (PML4 0x1000, PDPT 0x2000, PD 0x3000).
-class AssistTest : public ::testing::Test {
+class AssistTest : public LongModeCpuTest {
  protected:
-  void SetUp() override {
-    auto m = memory::GuestMemory::create({{0, 4ULL << 20}});
-    ASSERT_TRUE(m);
-    mem_ = std::make_unique<memory::GuestMemory>(std::move(*m));
-    ASSERT_TRUE(enter_long_mode(*mem_, cpu_));
-    cpu_.regs.rip = 0x10000;
-    cpu_.regs.rflags = X86_EFLAGS_FIXED;
-  }
   AssistOutcome run(const Bytes& exit_bytes) {
     return assist_emulation_failure(cpu_, *mem_, exit_bytes);
   }
-  std::unique_ptr<memory::GuestMemory> mem_;
-  FakeCpu cpu_;
 };
 
 TEST_F(AssistTest, Int3AdvancesRipAndInjectsBreakpoint) {

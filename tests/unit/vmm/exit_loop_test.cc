@@ -10,19 +10,13 @@ namespace kindling::vmm {
 namespace {
 
 // The gate in front of the emulation assist: PVM hosts only.
-class EmulationFailureGateTest : public ::testing::Test {
+class EmulationFailureGateTest : public LongModeCpuTest {
  protected:
   void SetUp() override {
-    auto m = memory::GuestMemory::create({{0, 4ULL << 20}});
-    ASSERT_TRUE(m);
-    mem_ = std::make_unique<memory::GuestMemory>(std::move(*m));
-    ASSERT_TRUE(enter_long_mode(*mem_, cpu_));
-    cpu_.regs.rip = 0x10000;
-    cpu_.regs.rflags = X86_EFLAGS_FIXED | X86_EFLAGS_AC;
+    LongModeCpuTest::SetUp();
+    cpu_.regs.rflags |= X86_EFLAGS_AC;
   }
   const std::vector<uint8_t> clac_ = {0x0f, 0x01, 0xca};
-  std::unique_ptr<memory::GuestMemory> mem_;
-  FakeCpu cpu_;
 };
 
 TEST_F(EmulationFailureGateTest, WithoutPvmTheFailureIsReportedAndTheVcpuUntouched) {

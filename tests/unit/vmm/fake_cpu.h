@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 
 #include "common/memory/guest_memory.h"
@@ -90,5 +91,21 @@ inline ::testing::AssertionResult enter_long_mode(const memory::GuestMemory& mem
   cpu.sregs.cs.l = 1;
   return ::testing::AssertionSuccess();
 }
+
+// 4 MiB of guest RAM and a FakeCpu in 64-bit mode on enter_long_mode's tables, at RIP
+// 0x10000 with RFLAGS holding only its fixed bit: where the assist tests start.
+class LongModeCpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto m = memory::GuestMemory::create({{0, 4ULL << 20}});
+    ASSERT_TRUE(m);
+    mem_ = std::make_unique<memory::GuestMemory>(std::move(*m));
+    ASSERT_TRUE(enter_long_mode(*mem_, cpu_));
+    cpu_.regs.rip = 0x10000;
+    cpu_.regs.rflags = X86_EFLAGS_FIXED;
+  }
+  std::unique_ptr<memory::GuestMemory> mem_;
+  FakeCpu cpu_;
+};
 
 }  // namespace kindling::vmm
