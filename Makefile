@@ -65,7 +65,7 @@ fuzz: deps
 	  -DCMAKE_CXX_FLAGS="$(SANITIZE_FLAGS) -fsanitize=fuzzer-no-link" \
 	  -DCMAKE_C_FLAGS="$(SANITIZE_FLAGS) -fsanitize=fuzzer-no-link"
 	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_queue fuzz_blk_request fuzz_config_json \
-	  fuzz_kernel_loader fuzz_assist
+	  fuzz_kernel_loader fuzz_assist fuzz_mmio
 	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 format:

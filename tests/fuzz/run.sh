@@ -9,7 +9,7 @@ build=$1 seconds=$2
 shift 2
 here="$(cd "$(dirname "$0")" && pwd)"
 targets=("$@")
-((${#targets[@]})) || targets=(fuzz_queue fuzz_blk_request fuzz_config_json fuzz_kernel_loader fuzz_assist)
+((${#targets[@]})) || targets=(fuzz_queue fuzz_blk_request fuzz_config_json fuzz_kernel_loader fuzz_assist fuzz_mmio)
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: SECONDS must be a positive integer" >&2; exit 2; }
 mkdir -p "$build/fuzz-artifacts"
 status=0 total=0
