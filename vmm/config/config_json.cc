@@ -93,6 +93,19 @@ class ObjectReader {
     return std::optional<std::string>(v->get<std::string>());
   }
 
+  // An optional path member: absent or null gives nullopt; an empty string is an error; a
+  // relative path resolves against `base_dir`.
+  Result<std::optional<std::string>, ConfigErr> opt_path(std::string_view key,
+                                                         const std::string& base_dir) const {
+    auto s = opt_string(key);
+    if (!s) return s.take_error();
+    if (!*s) return std::optional<std::string>{};
+    if ((*s)->empty()) {
+      return fail(ConfigError::kInvalid, 0, path_of(key) + ": must not be empty");
+    }
+    return std::optional<std::string>(resolve(base_dir, **s));
+  }
+
   // A required, non-empty string member.
   Result<std::string, ConfigErr> req_string(std::string_view key) const {
     auto v = require(key);
@@ -196,13 +209,8 @@ Result<void, ConfigErr> parse_boot_source(const json& v, const std::string& base
   cfg.kernel_path = resolve(base_dir, kernel);
   KINDLING_TRY(args, r.opt_string("boot_args"));
   cfg.cmdline = args;
-  KINDLING_TRY(initrd, r.opt_string("initrd_path"));
-  if (initrd) {
-    if (initrd->empty()) {
-      return fail(ConfigError::kInvalid, 0, r.path_of("initrd_path") + ": must not be empty");
-    }
-    cfg.initrd_path = resolve(base_dir, *initrd);
-  }
+  KINDLING_TRY(initrd, r.opt_path("initrd_path", base_dir));
+  if (initrd) cfg.initrd_path = initrd;
   return {};
 }
 
@@ -318,13 +326,8 @@ Result<void, ConfigErr> parse_kindling(const json& v, const std::string& base_di
   cfg.acpi = acpi;
   KINDLING_TRY(protocol, r.one_of("boot_protocol", {"auto", "linux", "pvh"}, "auto"));
   cfg.boot_protocol = protocol;
-  KINDLING_TRY(log_path, r.opt_string("console_log"));
-  if (log_path) {
-    if (log_path->empty()) {
-      return fail(ConfigError::kInvalid, 0, r.path_of("console_log") + ": must not be empty");
-    }
-    cfg.console_log = resolve(base_dir, *log_path);
-  }
+  KINDLING_TRY(log_path, r.opt_path("console_log", base_dir));
+  if (log_path) cfg.console_log = log_path;
   KINDLING_TRY(timeout, r.opt_number("timeout_s"));
   if (timeout && !(*timeout > 0)) {
     return fail(ConfigError::kInvalid, 0, r.path_of("timeout_s") + ": must be positive");
@@ -341,12 +344,8 @@ Result<void, ConfigErr> parse_serial(const json& v, const std::string& base_dir,
   if (v.is_null()) return {};
   KINDLING_TRY(r, ObjectReader::open(v, "serial", {"serial_out_path", "rate_limiter"}));
   KINDLING_CHECK(r.null_only("rate_limiter"));
-  KINDLING_TRY(out, r.opt_string("serial_out_path"));
-  if (!out) return {};
-  if (out->empty()) {
-    return fail(ConfigError::kInvalid, 0, r.path_of("serial_out_path") + ": must not be empty");
-  }
-  cfg.console_log = resolve(base_dir, *out);
+  KINDLING_TRY(out, r.opt_path("serial_out_path", base_dir));
+  if (out) cfg.console_log = out;
   return {};
 }
 

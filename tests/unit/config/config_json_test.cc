@@ -220,6 +220,18 @@ const BadCase kBadCases[] = {
      ConfigError::kInvalid, "machine-config.mem_size_mib: must be between 16 and 65536 MiB"},
     {"empty kernel path", [](json& j) { j["boot-source"]["kernel_image_path"] = ""; },
      ConfigError::kInvalid, "boot-source.kernel_image_path: must not be empty"},
+    {"empty initrd path", [](json& j) { j["boot-source"]["initrd_path"] = ""; },
+     ConfigError::kInvalid, "boot-source.initrd_path: must not be empty"},
+    {"empty console log",
+     [](json& j) {
+       j["kindling"] = {{"console_log", ""}};
+     },
+     ConfigError::kInvalid, "kindling.console_log: must not be empty"},
+    {"empty serial output",
+     [](json& j) {
+       j["serial"] = {{"serial_out_path", ""}};
+     },
+     ConfigError::kInvalid, "serial.serial_out_path: must not be empty"},
     {"negative timeout",
      [](json& j) {
        j["kindling"] = {{"timeout_s", -1}};
