@@ -1,21 +1,18 @@
 // libFuzzer target: the virtio-mmio transport driven by a fuzzed stream of register reads and
 // writes (any offset, width and value: feature negotiation, queue setup, notifies, resets,
-// config space), with a real virtio-blk device and its I/O thread behind it over an engine
-// that completes every request at once, and fuzzed guest RAM for the rings. Input: byte 0 is
-// the number of register accesses N (at most 64), then N accesses of 6 bytes (kind, offset,
-// value), then guest RAM.
+// config space), with a real virtio-blk device and its I/O thread behind it over the tests'
+// FakeEngine completing every request at once, and fuzzed guest RAM for the rings. Input:
+// byte 0 is the number of register accesses N (at most 64), then N accesses of 6 bytes (kind,
+// offset, value), then guest RAM.
 #include <linux/virtio_mmio.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <memory>
-#include <mutex>
 
-#include "block/io_engine.h"
-#include "common/event_fd.h"
 #include "common/memory/guest_memory.h"
+#include "tests/unit/virtio_blk/fake_engine.h"
 #include "virtio/blk_device.h"
 #include "virtio/mmio_transport.h"
 
@@ -26,54 +23,6 @@ using namespace kindling;
 constexpr uint64_t kRamBytes = 64 * 1024;
 constexpr size_t kAccessBytes = 6;
 constexpr size_t kMaxAccesses = 64;
-
-// Completes every request at once with its full length (reads see whatever RAM holds).
-class InstantEngine : public block::IoEngine {
- public:
-  InstantEngine() : notifier_(*EventFd::create()) {}
-  int notifier_fd() const override { return notifier_.fd(); }
-  Result<void, block::BlockErr> read(uint64_t, std::span<const iovec> iov,
-                                     uint64_t cookie) override {
-    return done(iov, cookie);
-  }
-  Result<void, block::BlockErr> write(uint64_t, std::span<const iovec> iov,
-                                      uint64_t cookie) override {
-    return done(iov, cookie);
-  }
-  Result<void, block::BlockErr> flush(uint64_t cookie) override { return done({}, cookie); }
-  Result<void, block::BlockErr> flush_submissions() override { return {}; }
-  size_t reap(std::span<block::Completion> out) override {
-    std::lock_guard lock(mu_);
-    (void)notifier_.consume();
-    size_t n = 0;
-    while (n < out.size() && !done_.empty()) {
-      out[n++] = done_.front();
-      done_.pop_front();
-    }
-    if (!done_.empty()) (void)notifier_.signal();
-    return n;
-  }
-  size_t in_flight() const override {
-    std::lock_guard lock(mu_);
-    return done_.size();
-  }
-  size_t max_in_flight() const override { return 256; }
-  uint64_t max_transfer_bytes() const override { return 1 << 20; }
-  block::EngineStats stats() const override { return {}; }
-
- private:
-  Result<void, block::BlockErr> done(std::span<const iovec> iov, uint64_t cookie) {
-    int64_t bytes = 0;
-    for (const iovec& v : iov) bytes += static_cast<int64_t>(v.iov_len);
-    std::lock_guard lock(mu_);
-    done_.push_back({cookie, bytes});
-    (void)notifier_.signal();
-    return {};
-  }
-  mutable std::mutex mu_;
-  std::deque<block::Completion> done_;
-  EventFd notifier_;
-};
 
 }  // namespace
 
@@ -90,8 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   virtio::BlockOptions options;
   options.queue_size = 16;
-  auto dev = virtio::BlockDevice::create_with_engine(options, 1 << 20, 512,
-                                                     std::make_unique<InstantEngine>());
+  // Every request completes at once with its full length (reads see whatever RAM holds).
+  auto engine = std::make_unique<test::FakeEngine>();
+  engine->complete_at_once(true);
+  auto dev = virtio::BlockDevice::create_with_engine(options, 1 << 20, 512, std::move(engine));
   if (!dev) return 0;
   auto transport = virtio::MmioTransport::create(mem, std::move(*dev));
   if (!transport) return 0;

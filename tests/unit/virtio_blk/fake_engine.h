@@ -94,6 +94,11 @@ class FakeEngine : public block::IoEngine {
     }
     return n;
   }
+  // Completes every later submission at once with its full length (the MMIO fuzzer's engine).
+  void complete_at_once(bool on) {
+    std::lock_guard lock(mu_);
+    at_once_ = on;
+  }
   // Makes the next submissions fail outright with kSubmit (true) or succeed (false).
   void fail_submissions(bool on) {
     std::lock_guard lock(mu_);
@@ -118,6 +123,7 @@ class FakeEngine : public block::IoEngine {
     ++in_flight_;
     ++queued_;
     ++stats_.requests;
+    if (at_once_) complete_locked(subs.size() - 1, std::nullopt);
     return {};
   }
 
@@ -137,6 +143,7 @@ class FakeEngine : public block::IoEngine {
   size_t in_flight_ = 0;
   size_t queued_ = 0;
   bool fail_ = false;
+  bool at_once_ = false;
   block::EngineStats stats_;
 };
 
