@@ -4,6 +4,7 @@
 #include <span>
 
 #include "devices/ports.h"
+#include "vmm/boot/table_bytes.h"
 
 namespace kindling::vmm::acpi {
 
@@ -31,7 +32,7 @@ Fadt Fadt::for_kindling(uint64_t dsdt_address) {
   std::memcpy(f.hypervisor_vendor_id, "KINDLING", sizeof(f.hypervisor_vendor_id));
 
   f.header.checksum =
-      acpi::checksum(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&f), sizeof(f)));
+      table_checksum(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&f), sizeof(f)));
   return f;
 }
 

@@ -4,6 +4,7 @@
 #include <span>
 
 #include "vmm/boot/acpi/sdt.h"
+#include "vmm/boot/table_bytes.h"
 
 namespace kindling::vmm::acpi {
 
@@ -16,8 +17,8 @@ Rsdp Rsdp::pointing_to(uint64_t xsdt_address) {
   r.xsdt_address = xsdt_address;
   // The ACPI 1.0 checksum first: the extended one covers it (and is still 0 while it is made).
   auto raw = std::span<uint8_t>(reinterpret_cast<uint8_t*>(&r), sizeof(r));
-  r.checksum = acpi::checksum(raw.first(kRsdpV1Size));
-  r.extended_checksum = acpi::checksum(raw);
+  r.checksum = table_checksum(raw.first(kRsdpV1Size));
+  r.extended_checksum = table_checksum(raw);
   return r;
 }
 

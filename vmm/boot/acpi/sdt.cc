@@ -1,7 +1,6 @@
 #include "vmm/boot/acpi/sdt.h"
 
 #include <cstring>
-#include <numeric>
 
 #include "vmm/boot/table_bytes.h"
 
@@ -17,13 +16,9 @@ GenericAddress io_port_register(uint16_t port) {
   return gas;
 }
 
-uint8_t checksum(std::span<const uint8_t> bytes) {
-  return table_checksum(bytes);
-}
-
 void fix_checksum(std::span<uint8_t> bytes, size_t at) {
   bytes[at] = 0;
-  bytes[at] = checksum(bytes);
+  bytes[at] = table_checksum(bytes);
 }
 
 SdtHeader sdt_header(const char (&signature)[5], uint8_t revision, uint32_t length) {

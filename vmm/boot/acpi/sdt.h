@@ -55,8 +55,6 @@ SdtHeader sdt_header(const char (&signature)[5], uint8_t revision, uint32_t leng
 // An 8-bit register at I/O port `port`, accessed a byte at a time.
 GenericAddress io_port_register(uint16_t port);
 
-// The checksum byte that makes `bytes` (with that byte still 0) sum to zero.
-uint8_t checksum(std::span<const uint8_t> bytes);
 // Sets `bytes[at]` so that all of `bytes` sums to zero.
 void fix_checksum(std::span<uint8_t> bytes, size_t at);
 
