@@ -44,25 +44,6 @@ const char* to_string(BootError e) {
   return "boot error";
 }
 
-const char* to_string(BootProtocol p) {
-  switch (p) {
-    case BootProtocol::kAuto:
-      return "auto";
-    case BootProtocol::kLinux:
-      return "linux";
-    case BootProtocol::kPvh:
-      return "pvh";
-  }
-  return "?";
-}
-
-std::optional<BootProtocol> parse_boot_protocol(std::string_view text) {
-  for (BootProtocol p : {BootProtocol::kAuto, BootProtocol::kLinux, BootProtocol::kPvh}) {
-    if (text == to_string(p)) return p;
-  }
-  return std::nullopt;
-}
-
 namespace {
 
 constexpr uint64_t kPageSize = 4096;

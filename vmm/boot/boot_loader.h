@@ -11,6 +11,7 @@
 
 #include "common/memory/guest_memory.h"
 #include "common/result.h"
+#include "vmm/boot/boot_protocol.h"
 #include "vmm/boot/platform.h"
 
 namespace kindling::vmm {
@@ -32,17 +33,6 @@ enum class BootError {
 const char* to_string(BootError e);
 // The boot loader's error type.
 using BootErr = Error<BootError>;
-
-// How the kernel is entered.
-enum class BootProtocol {
-  kAuto,   // PVH when the kernel has the PVH note (as Firecracker chooses), else Linux
-  kLinux,  // the 64-bit Linux boot protocol: long mode, RSI = boot_params
-  kPvh,    // PVH: 32-bit protected mode, paging off, EBX = hvm_start_info
-};
-// "auto", "linux" or "pvh".
-const char* to_string(BootProtocol p);
-// Parses "auto", "linux" or "pvh".
-std::optional<BootProtocol> parse_boot_protocol(std::string_view text);
 
 // What to boot.
 struct BootSpec {

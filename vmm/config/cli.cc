@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "vmm/boot/boot_protocol.h"
 #include "vmm/config/config_json.h"
 
 #ifndef KINDLING_VERSION
@@ -147,7 +148,8 @@ void add_run_flags(CLI::App& run, RunFlags& f) {
                  "Kernel entry: auto (PVH when the kernel has a PVH note, else linux), linux "
                  "(64-bit boot protocol) or pvh")
       ->type_name("PROTO")
-      ->check(CLI::IsMember({"auto", "linux", "pvh"}));
+      ->check(CLI::IsMember(
+          std::vector<std::string>(kBootProtocolNames.begin(), kBootProtocolNames.end())));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "common/log.h"
+#include "vmm/boot/boot_protocol.h"
 
 namespace kindling::vmm {
 namespace {
@@ -168,8 +169,7 @@ Result<void, ConfigErr> validate_config(const VmConfig& config) {
     return fail(ConfigError::kInvalid, 0,
                 "log level \"" + config.log_level + "\": expected error, warn, info or debug");
   }
-  if (config.boot_protocol != "auto" && config.boot_protocol != "linux" &&
-      config.boot_protocol != "pvh") {
+  if (!parse_boot_protocol(config.boot_protocol)) {
     return fail(ConfigError::kInvalid, 0,
                 "boot protocol \"" + config.boot_protocol + "\": expected auto, linux or pvh");
   }

@@ -11,9 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <span>
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "vmm/boot/boot_protocol.h"
 
 namespace kindling::vmm {
 namespace {
@@ -173,6 +175,13 @@ class ObjectReader {
   Result<std::string, ConfigErr> one_of(std::string_view key,
                                         std::initializer_list<std::string_view> allowed,
                                         const std::string& fallback) const {
+    return one_of(key, std::span<const std::string_view>(allowed.begin(), allowed.size()),
+                  fallback);
+  }
+  // The same over a list kept elsewhere (e.g. vmm/boot/boot_protocol.h's names).
+  Result<std::string, ConfigErr> one_of(std::string_view key,
+                                        std::span<const std::string_view> allowed,
+                                        const std::string& fallback) const {
     auto s = opt_string(key);
     if (!s) return s.take_error();
     if (!*s) return fallback;
@@ -324,7 +333,7 @@ Result<void, ConfigErr> parse_kindling(const json& v, const std::string& base_di
   cfg.exit_on_halt = exit_on_halt;
   KINDLING_TRY(acpi, r.opt_bool("acpi", true));
   cfg.acpi = acpi;
-  KINDLING_TRY(protocol, r.one_of("boot_protocol", {"auto", "linux", "pvh"}, "auto"));
+  KINDLING_TRY(protocol, r.one_of("boot_protocol", kBootProtocolNames, "auto"));
   cfg.boot_protocol = protocol;
   KINDLING_TRY(log_path, r.opt_path("console_log", base_dir));
   if (log_path) cfg.console_log = log_path;
