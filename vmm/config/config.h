@@ -12,6 +12,22 @@
 
 namespace kindling::vmm {
 
+// One Firecracker token bucket: `size` tokens (bytes or operations), refilled completely every
+// `refill_time_ms`; `one_time_burst` extra tokens are spent first and never refilled.
+struct TokenBucketConfig {
+  uint64_t size = 0;
+  uint64_t one_time_burst = 0;
+  uint64_t refill_time_ms = 0;
+  bool operator==(const TokenBucketConfig&) const = default;
+};
+
+// A drive's rate limiter (Firecracker's `rate_limiter`): either bucket may be absent (no limit).
+struct RateLimiterConfig {
+  std::optional<TokenBucketConfig> bandwidth;  // bytes
+  std::optional<TokenBucketConfig> ops;        // requests
+  bool operator==(const RateLimiterConfig&) const = default;
+};
+
 // One disk (a raw image) attached as a virtio-blk device, in attach order (vda, vdb, ...).
 struct DriveConfig {
   std::string id;    // drive_id / id=SERIAL; also the GET_ID serial when set
@@ -20,6 +36,7 @@ struct DriveConfig {
   bool is_root = false;
   std::string io_engine = "libaio";  // "libaio" or "sync"
   bool merge = true;                 // QEMU-style request merging (kindling extension)
+  RateLimiterConfig rate_limiter;    // no buckets: unlimited
 };
 
 // Everything needed to build and run one VM.
