@@ -9,23 +9,7 @@
 #include "common/log.h"
 
 namespace kindling::block {
-namespace {
-
-// Asks the kernel once whether it takes IOCB_CMD_FDSYNC (added for all filesystems in 4.18).
-bool probe_fdsync(io_context_t ctx, int fd) {
-  iocb cb{};
-  io_prep_fdsync(&cb, fd);
-  iocb* list[1] = {&cb};
-  int r = io_submit(ctx, 1, list);
-  if (r != 1) return false;  // -EINVAL: not supported
-  io_event ev{};
-  do {
-    r = io_getevents(ctx, 1, 1, &ev, nullptr);
-  } while (r == -EINTR);
-  return r == 1 && static_cast<long>(ev.res) != -EINVAL;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 AioContext::~AioContext() {
   if (ctx_ != nullptr) io_destroy(ctx_);
@@ -94,20 +78,35 @@ Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
                 "io_setup(" + std::to_string(max_in_flight) + ") (see fs.aio-max-nr)");
   }
   AioContext ctx(raw);
-  bool fdsync = kernel_fdsync && probe_fdsync(ctx.get(), image.fd());
   std::unique_ptr<AioEngine> engine(
       new AioEngine(image, std::move(*ev), std::move(ctx), max_in_flight,
                     submit_batch == 0 ? max_in_flight : submit_batch));
-  if (!fdsync) {
-    try {
-      engine->helper_ = std::make_unique<SyncHelper>(image.fd(), engine->notifier_);
-    } catch (const std::system_error& e) {
-      return fail(BlockError::kEngineSetup, e.code().value(), "fdatasync helper thread");
-    }
-    KLOG_INFO("%s: libaio without IOCB_CMD_FDSYNC: flushes run on a helper thread",
-              image.path().c_str());
+  // No probe here: a probe is a real fdatasync (milliseconds before the guest may start). A
+  // kernel without IOCB_CMD_FDSYNC refuses the first FLUSH instead (see fall_back_to_helper).
+  if (!kernel_fdsync && !engine->start_helper()) {
+    return fail(BlockError::kEngineSetup, EAGAIN, "fdatasync helper thread");
   }
   return engine;
+}
+
+bool AioEngine::start_helper() {
+  try {
+    helper_ = std::make_unique<SyncHelper>(image_.fd(), notifier_);
+  } catch (const std::system_error&) {
+    return false;
+  }
+  KLOG_INFO("%s: libaio without IOCB_CMD_FDSYNC: flushes run on a helper thread",
+            image_.path().c_str());
+  return true;
+}
+
+bool AioEngine::fall_back_to_helper(iocb* cb) {
+  if (cb->aio_lio_opcode != IO_CMD_FDSYNC) return false;
+  if (!helper_ && !start_helper()) return false;
+  uint64_t tag = tags_[static_cast<size_t>(cb - iocbs_.data())];
+  release(cb);
+  helper_->post(tag);
+  return true;
 }
 
 AioEngine::AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight,
@@ -205,6 +204,7 @@ void AioEngine::submit_pending() {
     iocb* cb = pending_[pending_head_];
     pending_head_ = (pending_head_ + 1) % pending_.size();
     --pending_count_;
+    if (r == -EINVAL && fall_back_to_helper(cb)) continue;
     complete_op(cb, r < 0 ? r : -EAGAIN);
   }
 }
@@ -229,7 +229,9 @@ void AioEngine::reap_kernel() {
     for (int i = 0; i < r; ++i) {
       iocb* cb = events_[static_cast<size_t>(i)].obj;
       --kernel_in_flight_;
-      complete_op(cb, static_cast<int64_t>(static_cast<long>(events_[static_cast<size_t>(i)].res)));
+      const auto res = static_cast<int64_t>(static_cast<long>(events_[static_cast<size_t>(i)].res));
+      if (res == -EINVAL && fall_back_to_helper(cb)) continue;
+      complete_op(cb, res);
     }
     if (static_cast<size_t>(r) < events_.size()) return;
   }

@@ -79,8 +79,9 @@ using SubmitFn = std::function<int(io_context_t, long, iocb**)>;
 class AioEngine final : public AlignedEngine {
  public:
   // `image` must outlive the engine. io_setup gets `max_in_flight` events. FLUSH uses
-  // IOCB_CMD_FDSYNC when the kernel takes it and `kernel_fdsync` allows it (tests pass false to
-  // exercise the helper thread). One io_submit takes at most `submit_batch` iocbs (0: no cap).
+  // IOCB_CMD_FDSYNC when `kernel_fdsync` allows it (tests pass false to exercise the helper
+  // thread); a kernel that refuses it (before 4.18) moves FLUSH to the helper thread for good,
+  // starting with the refused one. One io_submit takes at most `submit_batch` iocbs (0: no cap).
   static Result<std::unique_ptr<AioEngine>, BlockErr> create(
       RawImage& image, size_t max_in_flight, bool kernel_fdsync = true,
       size_t submit_batch = kDefaultSubmitBatch);
@@ -106,6 +107,10 @@ class AioEngine final : public AlignedEngine {
   void reap_kernel();
   void complete_op(iocb* cb, int64_t result);
   void release(iocb* cb);
+  bool start_helper();
+  // A FLUSH the kernel refused with EINVAL (no IOCB_CMD_FDSYNC): runs it, and every later one,
+  // on the helper thread. False for any other iocb, or when the thread cannot start.
+  bool fall_back_to_helper(iocb* cb);
 
   AioContext ctx_;
   size_t submit_batch_;         // iocbs per io_submit call at most

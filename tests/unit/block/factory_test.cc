@@ -64,6 +64,41 @@ TEST(AioEngine, FlushGoesToTheKernelWhenItTakesFdsync) {
   EXPECT_FALSE((*helper)->kernel_fdsync());
 }
 
+// A kernel without IOCB_CMD_FDSYNC (before 4.18) refuses it at io_submit with EINVAL: that
+// FLUSH and every later one run on the helper thread, and each still completes with success.
+// No probe at create(): a probe would be a real fdatasync before the guest starts.
+TEST(AioEngine, FlushMovesToTheHelperWhenTheKernelRefusesFdsync) {
+  TempImage t(64 << 10);
+  auto img = RawImage::open(t.path(), false);
+  ASSERT_TRUE(img);
+  auto e = AioEngine::create(*img, 8);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE((*e)->kernel_fdsync());
+  int refused = 0;
+  (*e)->set_submit_for_testing([&](io_context_t ctx, long n, iocb** list) {
+    if (list[0]->aio_lio_opcode == IO_CMD_FDSYNC) {
+      ++refused;
+      return -EINVAL;
+    }
+    return io_submit(ctx, n, list);
+  });
+  for (uint64_t cookie = 1; cookie <= 2; ++cookie) {
+    ASSERT_TRUE((*e)->flush(cookie));
+    ASSERT_TRUE((*e)->flush_submissions());
+    Completion c{};
+    size_t got = 0;
+    while (got == 0) {
+      pollfd p{(*e)->notifier_fd(), POLLIN, 0};
+      ASSERT_EQ(::poll(&p, 1, 10000), 1);
+      got = (*e)->reap({&c, 1});
+    }
+    EXPECT_EQ(c.cookie, cookie);
+    EXPECT_EQ(c.result, 0);
+    EXPECT_FALSE((*e)->kernel_fdsync());
+  }
+  EXPECT_EQ(refused, 1) << "the second FLUSH goes straight to the helper";
+}
+
 // Queues 16 aligned 4 KiB reads on a libaio engine whose io_submit takes at most `batch` iocbs
 // (0: no cap), submits them, checks the number of io_submit calls and the data read back.
 void check_submit_batching(size_t batch, uint64_t expected_calls) {
