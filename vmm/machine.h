@@ -137,6 +137,7 @@ class Machine {
   // Filled by the vCPU threads; read after join.
   std::vector<ExitStats> stats_;
   std::unique_ptr<std::atomic<bool>[]> vcpu_done_;
+  std::atomic<int64_t> first_run_realtime_ns_{0};  // when vCPU 0 first entered KVM_RUN
   // How often the halt probe asks, and how many halted rounds in a row count as halted.
   static constexpr std::chrono::milliseconds kHaltProbeInterval{1000};
   static constexpr int kHaltedRoundsToReport = 2;
