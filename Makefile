@@ -61,7 +61,7 @@ FUZZ_PACKAGES := clang libclang-rt-14-dev
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 fuzz: deps
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(FUZZ_PACKAGES)"
-	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DKINDLING_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DKINDLING_FUZZ=ON -DKINDLING_STATIC=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_CXX_FLAGS="$(SANITIZE_FLAGS) -fsanitize=fuzzer-no-link" \
 	  -DCMAKE_C_FLAGS="$(SANITIZE_FLAGS) -fsanitize=fuzzer-no-link"
 	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_queue fuzz_blk_request fuzz_config_json \
