@@ -4,15 +4,26 @@
 // interrupt eventfd (EVENT_IDX) when it has nothing to do.
 //
 //   kindling_blk_bench --image FILE --rw randread|randwrite|seqread --bs BYTES --qd N
-//                      [--seconds S] [--merge 0|1] [--engine libaio|sync]
-// prints one line: `iops=N mbps=M io_submit=C merged=K requests=R p50_us=X p99_us=Y`
-// (MB/s is 10^6 bytes per second, like fio's figure in parentheses).
+//                      [--seconds S] [--merge 0|1] [--engine libaio|sync] [--seed N]
+// prints one line: `iops=N mbps=M io_submit=C merged=K requests=R p50_us=X p99_us=Y ...
+// odirect=0|1 seed=N` (MB/s is 10^6 bytes per second, like fio's figure in parentheses).
+//
+// Fair to fio: random offsets are drawn from a fresh seed each run (fio randrepeat=0), the
+// write buffers hold random bytes and each write changes some of them (as fio's default
+// scramble_buffers), and `odirect` reports whether the image's fd really has O_DIRECT, read from
+// /proc/self/fdinfo rather than from the device's own account.
 #include <linux/virtio_blk.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -38,13 +49,14 @@ struct Args {
   std::string engine = "libaio";
   bool stats = false;
   uint32_t poll_us = 0;
+  uint64_t seed = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
 };
 
 [[noreturn]] void usage(const char* why) {
   fprintf(stderr,
           "kindling_blk_bench: %s\nusage: kindling_blk_bench --image FILE --rw "
           "randread|randwrite|seqread --bs BYTES --qd N [--seconds S] [--merge 0|1] "
-          "[--engine libaio|sync] [--poll-us N] [--stats]\n",
+          "[--engine libaio|sync] [--poll-us N] [--seed N] [--stats]\n",
           why);
   exit(2);
 }
@@ -73,6 +85,8 @@ Args parse(int argc, char** argv) {
       a.merge = v != "0";
     else if (k == "--engine")
       a.engine = v;
+    else if (k == "--seed")
+      a.seed = std::stoull(v);
     else if (k == "--poll-us")
       a.poll_us = static_cast<uint32_t>(std::stoul(v));
     else
@@ -83,6 +97,29 @@ Args parse(int argc, char** argv) {
   if (a.bs == 0 || a.bs % 512 != 0 || a.bs > 1024 * 1024) usage("bad --bs");
   if (a.qd == 0 || a.qd > 128) usage("bad --qd (1..128)");
   return a;
+}
+
+// 1 when an fd of this process open on `image` has O_DIRECT in its flags (/proc/self/fdinfo),
+// 0 when none has, -1 when none is open on it.
+int image_fd_has_odirect(const std::string& image) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path want = fs::canonical(image, ec);
+  int found = -1;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd", ec)) {
+    if (fs::read_symlink(entry.path(), ec) != want || ec) continue;
+    std::ifstream info("/proc/self/fdinfo/" + entry.path().filename().string());
+    std::string key;
+    unsigned flags = 0;
+    while (info >> key) {
+      if (key == "flags:") {
+        info >> std::oct >> flags;
+        break;
+      }
+    }
+    found = std::max(found, (flags & O_DIRECT) != 0 ? 1 : 0);
+  }
+  return found;
 }
 
 }  // namespace
@@ -106,7 +143,7 @@ int main(int argc, char** argv) {
 
   const uint64_t blocks = (*dev)->disk().capacity_sectors * 512 / a.bs;
   const uint32_t type = a.rw == "randwrite" ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
-  std::mt19937_64 rng(7);
+  std::mt19937_64 rng(a.seed);
   uint64_t next_seq = 0;
   auto next_sector = [&]() -> uint64_t {
     uint64_t block;
@@ -118,7 +155,15 @@ int main(int argc, char** argv) {
     }
     return block * (a.bs / 512);
   };
-  for (uint16_t t = 0; t < a.qd; ++t) memset(drv.data(t).data(), 0x5A ^ t, a.bs);
+  for (uint16_t t = 0; t < a.qd; ++t) {
+    for (auto& b : drv.data(t)) b = static_cast<uint8_t>(rng());
+  }
+  // Before each write: 8 random bytes at a random place in its buffer (fio's scramble_buffers).
+  auto scramble = [&](uint16_t tag) {
+    if (type != VIRTIO_BLK_T_OUT) return;
+    uint64_t v = rng();
+    memcpy(drv.data(tag).data() + (v % (a.bs / 8)) * 8, &v, sizeof(v));
+  };
 
   uint64_t completed = 0, errors = 0;
   std::vector<BlkDone> done;
@@ -126,7 +171,10 @@ int main(int argc, char** argv) {
   // No warm-up, as fio's default (ramp_time=0): the clock starts with the first submission.
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + std::chrono::duration<double>(a.seconds);
-  for (uint16_t t = 0; t < a.qd; ++t) drv.add(t, type, next_sector(), a.bs);
+  for (uint16_t t = 0; t < a.qd; ++t) {
+    scramble(t);
+    drv.add(t, type, next_sector(), a.bs);
+  }
   drv.kick();
   uint64_t in_flight = a.qd;
   bool stopping = false;
@@ -142,6 +190,7 @@ int main(int argc, char** argv) {
       ++completed;
       if (d.status != VIRTIO_BLK_S_OK) ++errors;
       if (!stopping) {
+        scramble(d.tag);
         drv.add(d.tag, type, next_sector(), a.bs);
         ++in_flight;
         added = true;
@@ -151,19 +200,21 @@ int main(int argc, char** argv) {
     if (!stopping && std::chrono::steady_clock::now() >= deadline) stopping = true;
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int odirect = image_fd_has_odirect(a.image);  // while the device still holds it open
   drv.reset();
   auto s = (*dev)->stats();
   double iops = static_cast<double>(completed) / secs;
   double mbps = iops * a.bs / 1e6;
   printf(
       "iops=%.0f mbps=%.1f io_submit=%llu merged=%llu requests=%llu errors=%llu p50_us=%.1f "
-      "p99_us=%.1f kicks=%llu interrupts=%llu\n",
+      "p99_us=%.1f kicks=%llu interrupts=%llu odirect=%d seed=%llu\n",
       iops, mbps, static_cast<unsigned long long>(s.io_submit_calls),
       static_cast<unsigned long long>(s.merged_groups), static_cast<unsigned long long>(completed),
       static_cast<unsigned long long>(errors),
       static_cast<double>(s.latency.percentile(0.5)) / 1000.0,
       static_cast<double>(s.latency.percentile(0.99)) / 1000.0,
-      static_cast<unsigned long long>(drv.kicks()), static_cast<unsigned long long>(s.interrupts));
+      static_cast<unsigned long long>(drv.kicks()), static_cast<unsigned long long>(s.interrupts),
+      odirect, static_cast<unsigned long long>(a.seed));
   if (a.stats) printf("%s", kindling::virtio::format_stats(s).c_str());
   return errors == 0 ? 0 : 1;
 }
