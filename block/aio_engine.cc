@@ -7,6 +7,7 @@
 
 #include "block/raw_image.h"
 #include "common/log.h"
+#include "common/seccomp/seccomp.h"
 
 namespace kindling::block {
 namespace {
@@ -31,8 +32,24 @@ AioContext::~AioContext() {
   if (ctx_ != nullptr) io_destroy(ctx_);
 }
 
-SyncHelper::SyncHelper(int fd, const EventFd& notifier)
-    : fd_(fd), notifier_(notifier), thread_([this] { run(); }) {}
+SyncHelper::SyncHelper(int fd, const EventFd& notifier, bool confine)
+    : fd_(fd), notifier_(notifier), thread_([this, confine] {
+        std::string error;
+        if (confine) {
+          auto ok = seccomp::install(seccomp::ThreadKind::kBlockSync, "blk-sync");
+          if (!ok) error = ok.error().message();
+        }
+        {
+          std::lock_guard lk(mu_);
+          confine_error_ = std::move(error);
+          started_ = true;
+        }
+        cv_.notify_all();
+        if (confine_error_.empty()) run();
+      }) {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [this] { return started_; });
+}
 
 SyncHelper::~SyncHelper() {
   {
@@ -84,7 +101,7 @@ void SyncHelper::run() {
 Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
                                                                size_t max_in_flight,
                                                                bool kernel_fdsync,
-                                                               size_t submit_batch) {
+                                                               size_t submit_batch, bool confine) {
   auto ev = make_notifier(max_in_flight, "aio eventfd");
   if (!ev) return ev.take_error();
   io_context_t raw = nullptr;
@@ -100,9 +117,12 @@ Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
                     submit_batch == 0 ? max_in_flight : submit_batch));
   if (!fdsync) {
     try {
-      engine->helper_ = std::make_unique<SyncHelper>(image.fd(), engine->notifier_);
+      engine->helper_ = std::make_unique<SyncHelper>(image.fd(), engine->notifier_, confine);
     } catch (const std::system_error& e) {
       return fail(BlockError::kEngineSetup, e.code().value(), "fdatasync helper thread");
+    }
+    if (!engine->helper_->confine_error().empty()) {
+      return fail(BlockError::kEngineSetup, 0, engine->helper_->confine_error());
     }
     KLOG_INFO("%s: libaio without IOCB_CMD_FDSYNC: flushes run on a helper thread",
               image.path().c_str());

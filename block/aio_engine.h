@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -35,8 +36,11 @@ class AioContext {
 // Runs fdatasync off the I/O thread for kernels without IOCB_CMD_FDSYNC.
 class SyncHelper {
  public:
-  // Completions are posted to `done` under the lock and announced on `notifier`.
-  SyncHelper(int fd, const EventFd& notifier);
+  // Completions are posted to `done` under the lock and announced on `notifier`. With
+  // `confine`, the thread confines itself to ThreadKind::kBlockSync first (common/seccomp).
+  SyncHelper(int fd, const EventFd& notifier, bool confine = false);
+  // Why the thread could not confine itself (it then serves nothing); empty when it did.
+  const std::string& confine_error() const { return confine_error_; }
   ~SyncHelper();
   // Queues a flush; its result comes back from take_done().
   void post(uint64_t tag);
@@ -53,7 +57,9 @@ class SyncHelper {
   std::vector<uint64_t> jobs_;
   std::vector<std::pair<uint64_t, int64_t>> done_;
   bool stop_ = false;
-  std::thread thread_;  // last: starts after the state it uses exists
+  bool started_ = false;       // the thread is past its confinement step
+  std::string confine_error_;  // set before started_
+  std::thread thread_;         // last: starts after the state it uses exists
 };
 
 // Most iocbs handed to one io_submit call (QEMU's aio-max-batch idea). The kernel holds a plug
@@ -83,7 +89,7 @@ class AioEngine final : public AlignedEngine {
   // exercise the helper thread). One io_submit takes at most `submit_batch` iocbs (0: no cap).
   static Result<std::unique_ptr<AioEngine>, BlockErr> create(
       RawImage& image, size_t max_in_flight, bool kernel_fdsync = true,
-      size_t submit_batch = kDefaultSubmitBatch);
+      size_t submit_batch = kDefaultSubmitBatch, bool confine = false);
   // Waits for the kernel operations in flight (their results are dropped).
   ~AioEngine() override;
 
