@@ -7,6 +7,7 @@
 
 #include "block/raw_image.h"
 #include "common/log.h"
+#include "common/seccomp/seccomp.h"
 
 namespace kindling::block {
 namespace {}  // namespace
@@ -15,8 +16,24 @@ AioContext::~AioContext() {
   if (ctx_ != nullptr) io_destroy(ctx_);
 }
 
-SyncHelper::SyncHelper(int fd, const EventFd& notifier)
-    : fd_(fd), notifier_(notifier), thread_([this] { run(); }) {}
+SyncHelper::SyncHelper(int fd, const EventFd& notifier, bool confine)
+    : fd_(fd), notifier_(notifier), thread_([this, confine] {
+        std::string error;
+        if (confine) {
+          auto ok = seccomp::install(seccomp::ThreadKind::kBlockSync, "blk-sync");
+          if (!ok) error = ok.error().message();
+        }
+        {
+          std::lock_guard lk(mu_);
+          confine_error_ = std::move(error);
+          started_ = true;
+        }
+        cv_.notify_all();
+        if (confine_error_.empty()) run();
+      }) {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [this] { return started_; });
+}
 
 SyncHelper::~SyncHelper() {
   {
@@ -68,7 +85,7 @@ void SyncHelper::run() {
 Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
                                                                size_t max_in_flight,
                                                                bool kernel_fdsync,
-                                                               size_t submit_batch) {
+                                                               size_t submit_batch, bool confine) {
   auto ev = make_notifier(max_in_flight, "aio eventfd");
   if (!ev) return ev.take_error();
   io_context_t raw = nullptr;
@@ -82,31 +99,43 @@ Result<std::unique_ptr<AioEngine>, BlockErr> AioEngine::create(RawImage& image,
       new AioEngine(image, std::move(*ev), std::move(ctx), max_in_flight,
                     submit_batch == 0 ? max_in_flight : submit_batch));
   // No probe here: a probe is a real fdatasync (milliseconds before the guest may start). A
-  // kernel without IOCB_CMD_FDSYNC refuses the first FLUSH instead (see fall_back_to_helper).
-  if (!kernel_fdsync && !engine->start_helper()) {
-    return fail(BlockError::kEngineSetup, EAGAIN, "fdatasync helper thread");
+  // kernel without IOCB_CMD_FDSYNC refuses the first FLUSH instead (see sync_refused_fdsync).
+  if (!kernel_fdsync) {
+    try {
+      engine->helper_ = std::make_unique<SyncHelper>(image.fd(), engine->notifier_, confine);
+    } catch (const std::system_error& e) {
+      return fail(BlockError::kEngineSetup, e.code().value(), "fdatasync helper thread");
+    }
+    if (!engine->helper_->confine_error().empty()) {
+      return fail(BlockError::kEngineSetup, 0, engine->helper_->confine_error());
+    }
+    KLOG_INFO("%s: FLUSH runs on a helper thread (fdatasync)", image.path().c_str());
   }
   return engine;
 }
 
-bool AioEngine::start_helper() {
-  try {
-    helper_ = std::make_unique<SyncHelper>(image_.fd(), notifier_);
-  } catch (const std::system_error&) {
-    return false;
+bool AioEngine::sync_refused_fdsync(iocb* cb) {
+  if (cb->aio_lio_opcode != IO_CMD_FDSYNC) return false;
+  uint64_t tag = tags_[static_cast<size_t>(cb - iocbs_.data())];
+  release(cb);
+  if (!kernel_fdsync_refused_) {
+    kernel_fdsync_refused_ = true;
+    KLOG_INFO("%s: the kernel refuses IOCB_CMD_FDSYNC: FLUSH runs fdatasync on the I/O thread",
+              image_.path().c_str());
   }
-  KLOG_INFO("%s: libaio without IOCB_CMD_FDSYNC: flushes run on a helper thread",
-            image_.path().c_str());
+  sync_inline(tag);
   return true;
 }
 
-bool AioEngine::fall_back_to_helper(iocb* cb) {
-  if (cb->aio_lio_opcode != IO_CMD_FDSYNC) return false;
-  if (!helper_ && !start_helper()) return false;
-  uint64_t tag = tags_[static_cast<size_t>(cb - iocbs_.data())];
-  release(cb);
-  helper_->post(tag);
-  return true;
+// No helper thread is started for this: it runs on the I/O thread, whose seccomp filter allows
+// no new thread. Only kernels before 4.18 get here, and they pay a blocking fdatasync.
+void AioEngine::sync_inline(uint64_t tag) {
+  int r = 0;
+  do {
+    r = ::fdatasync(image_.fd());
+  } while (r < 0 && errno == EINTR);
+  helper_done_.emplace_back(tag, r < 0 ? -errno : 0);
+  (void)notifier_.signal();
 }
 
 AioEngine::AioEngine(RawImage& image, EventFd notifier, AioContext ctx, size_t max_in_flight,
@@ -138,6 +167,10 @@ AioEngine::~AioEngine() {
 void AioEngine::start(const KernelOp& op) {
   if (op.kind == KernelOp::Kind::kSync && helper_) {
     helper_->post(op.tag);
+    return;
+  }
+  if (op.kind == KernelOp::Kind::kSync && kernel_fdsync_refused_) {
+    sync_inline(op.tag);
     return;
   }
   if (free_iocbs_.empty()) {
@@ -204,7 +237,7 @@ void AioEngine::submit_pending() {
     iocb* cb = pending_[pending_head_];
     pending_head_ = (pending_head_ + 1) % pending_.size();
     --pending_count_;
-    if (r == -EINVAL && fall_back_to_helper(cb)) continue;
+    if (r == -EINVAL && sync_refused_fdsync(cb)) continue;
     complete_op(cb, r < 0 ? r : -EAGAIN);
   }
 }
@@ -230,7 +263,7 @@ void AioEngine::reap_kernel() {
       iocb* cb = events_[static_cast<size_t>(i)].obj;
       --kernel_in_flight_;
       const auto res = static_cast<int64_t>(static_cast<long>(events_[static_cast<size_t>(i)].res));
-      if (res == -EINVAL && fall_back_to_helper(cb)) continue;
+      if (res == -EINVAL && sync_refused_fdsync(cb)) continue;
       complete_op(cb, res);
     }
     if (static_cast<size_t>(r) < events_.size()) return;

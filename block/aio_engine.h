@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -35,8 +36,11 @@ class AioContext {
 // Runs fdatasync off the I/O thread for kernels without IOCB_CMD_FDSYNC.
 class SyncHelper {
  public:
-  // Completions are posted to `done` under the lock and announced on `notifier`.
-  SyncHelper(int fd, const EventFd& notifier);
+  // Completions are posted to `done` under the lock and announced on `notifier`. With
+  // `confine`, the thread confines itself to ThreadKind::kBlockSync first (common/seccomp).
+  SyncHelper(int fd, const EventFd& notifier, bool confine = false);
+  // Why the thread could not confine itself (it then serves nothing); empty when it did.
+  const std::string& confine_error() const { return confine_error_; }
   ~SyncHelper();
   // Queues a flush; its result comes back from take_done().
   void post(uint64_t tag);
@@ -53,7 +57,9 @@ class SyncHelper {
   std::vector<uint64_t> jobs_;
   std::vector<std::pair<uint64_t, int64_t>> done_;
   bool stop_ = false;
-  std::thread thread_;  // last: starts after the state it uses exists
+  bool started_ = false;       // the thread is past its confinement step
+  std::string confine_error_;  // set before started_
+  std::thread thread_;         // last: starts after the state it uses exists
 };
 
 // Most iocbs handed to one io_submit call (QEMU's aio-max-batch idea). The kernel holds a plug
@@ -80,18 +86,19 @@ class AioEngine final : public AlignedEngine {
  public:
   // `image` must outlive the engine. io_setup gets `max_in_flight` events. FLUSH uses
   // IOCB_CMD_FDSYNC when `kernel_fdsync` allows it (tests pass false to exercise the helper
-  // thread); a kernel that refuses it (before 4.18) moves FLUSH to the helper thread for good,
-  // starting with the refused one. One io_submit takes at most `submit_batch` iocbs (0: no cap).
+  // thread); a kernel that refuses it (before 4.18) gets a blocking fdatasync on the I/O thread
+  // for every FLUSH, starting with the refused one. One io_submit takes at most `submit_batch`
+  // iocbs (0: no cap).
   static Result<std::unique_ptr<AioEngine>, BlockErr> create(
       RawImage& image, size_t max_in_flight, bool kernel_fdsync = true,
-      size_t submit_batch = kDefaultSubmitBatch);
+      size_t submit_batch = kDefaultSubmitBatch, bool confine = false);
   // Waits for the kernel operations in flight (their results are dropped).
   ~AioEngine() override;
 
   Result<void, BlockErr> flush_submissions() override;
 
   // Whether FLUSH goes to the kernel as IOCB_CMD_FDSYNC (else: the helper thread).
-  bool kernel_fdsync() const { return helper_ == nullptr; }
+  bool kernel_fdsync() const { return helper_ == nullptr && !kernel_fdsync_refused_; }
 
   // Tests only: every later io_submit of requests goes through `fn` (empty: ::io_submit). The
   // production path pays one test of an empty std::function per io_submit call.
@@ -107,10 +114,10 @@ class AioEngine final : public AlignedEngine {
   void reap_kernel();
   void complete_op(iocb* cb, int64_t result);
   void release(iocb* cb);
-  bool start_helper();
-  // A FLUSH the kernel refused with EINVAL (no IOCB_CMD_FDSYNC): runs it, and every later one,
-  // on the helper thread. False for any other iocb, or when the thread cannot start.
-  bool fall_back_to_helper(iocb* cb);
+  // A FLUSH the kernel refused with EINVAL (no IOCB_CMD_FDSYNC, before Linux 4.18): runs
+  // fdatasync for it on this thread and completes it. False for any other iocb.
+  bool sync_refused_fdsync(iocb* cb);
+  void sync_inline(uint64_t tag);
 
   AioContext ctx_;
   size_t submit_batch_;         // iocbs per io_submit call at most
@@ -128,6 +135,7 @@ class AioEngine final : public AlignedEngine {
   SubmitFn submit_fn_;          // empty outside tests
   // Exactly when FLUSH cannot be IOCB_CMD_FDSYNC: create() makes it then, or fails.
   std::unique_ptr<SyncHelper> helper_;
+  bool kernel_fdsync_refused_ = false;
 };
 
 }  // namespace kindling::block

@@ -31,9 +31,9 @@ const char* to_string(BlockError e) {
 }
 
 Result<std::unique_ptr<IoEngine>, BlockErr> make_engine(std::string_view name, RawImage& image,
-                                                        size_t max_in_flight) {
+                                                        size_t max_in_flight, bool confine) {
   if (name == "libaio") {
-    auto e = AioEngine::create(image, max_in_flight);
+    auto e = AioEngine::create(image, max_in_flight, true, kDefaultSubmitBatch, confine);
     if (!e) return e.take_error();
     return std::unique_ptr<IoEngine>(std::move(*e));
   }

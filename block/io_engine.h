@@ -80,8 +80,9 @@ class RawImage;
 // Creates the engine called `name` ("libaio" or "sync") over `image`, which must outlive it.
 // `max_in_flight` bounds the requests accepted and not yet reaped (the io_context size).
 // Destroying an engine waits for the kernel operations in flight; reap until in_flight() is 0
-// first so that every request also completes.
+// first so that every request also completes. With `confine`, a thread the engine starts
+// confines itself (common/seccomp/seccomp.h).
 Result<std::unique_ptr<IoEngine>, BlockErr> make_engine(std::string_view name, RawImage& image,
-                                                        size_t max_in_flight);
+                                                        size_t max_in_flight, bool confine = false);
 
 }  // namespace kindling::block

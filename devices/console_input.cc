@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "common/log.h"
+#include "common/seccomp/seccomp.h"
 
 namespace kindling::devices {
 namespace {
@@ -46,8 +47,8 @@ void ConsoleInput::restore_terminal() noexcept {
   if (fd >= 0) ::tcsetattr(fd, TCSANOW, &g_saved);
 }
 
-Result<std::unique_ptr<ConsoleInput>, ConsoleErr> ConsoleInput::start(Serial& serial,
-                                                                      int input_fd) {
+Result<std::unique_ptr<ConsoleInput>, ConsoleErr> ConsoleInput::start(Serial& serial, int input_fd,
+                                                                      bool confine) {
   auto stop = EventFd::create();
   if (!stop) return fail(ConsoleError::kEventFd, stop.error().sys_errno, "console");
   std::unique_ptr<ConsoleInput> console(new ConsoleInput(serial, input_fd, std::move(*stop)));
@@ -86,7 +87,17 @@ Result<std::unique_ptr<ConsoleInput>, ConsoleErr> ConsoleInput::start(Serial& se
   }
 
   try {
-    console->thread_ = std::thread([c = console.get()] { c->run(); });
+    console->thread_ = std::thread([c = console.get(), confine] {
+      if (confine) {
+        // Fails closed: no filter, no input.
+        auto ok = seccomp::install(seccomp::ThreadKind::kConsole, "console");
+        if (!ok) {
+          KLOG_ERROR("console input disabled: %s", ok.error().message().c_str());
+          return;
+        }
+      }
+      c->run();
+    });
   } catch (const std::system_error& e) {
     // The destructor restores the terminal.
     return fail(ConsoleError::kThread, e.code().value(), "console");

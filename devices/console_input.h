@@ -25,8 +25,10 @@ using ConsoleErr = Error<ConsoleError>;
 class ConsoleInput {
  public:
   // Starts feeding `serial` (which must outlive this object) from `input_fd` (not owned).
+  // With `confine`, the thread confines itself to its seccomp allow-list before it reads.
   static Result<std::unique_ptr<ConsoleInput>, ConsoleErr> start(Serial& serial,
-                                                                 int input_fd = STDIN_FILENO);
+                                                                 int input_fd = STDIN_FILENO,
+                                                                 bool confine = false);
   // Stops and joins the thread, then restores the terminal.
   ~ConsoleInput();
 

@@ -64,7 +64,7 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create(
     const BlockOptions& options, block::RawImage image) {
   // The engine keeps a reference to the image: give the image its final address first.
   auto owned = std::make_unique<block::RawImage>(std::move(image));
-  auto engine = block::make_engine(options.engine, *owned, options.queue_size);
+  auto engine = block::make_engine(options.engine, *owned, options.queue_size, options.seccomp);
   if (!engine) {
     const auto& e = engine.error();
     return fail(BlockDeviceError::kEngine, e.sys_errno, e.message());
@@ -93,8 +93,14 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_en
     return fail(BlockDeviceError::kBadOptions, 0, "block size " + std::to_string(physical_block));
   }
   if (!engine) return fail(BlockDeviceError::kEngine, 0, "no engine");
-  return std::unique_ptr<BlockDevice>(
+  auto worker =
+      seccomp::Worker::start(seccomp::ThreadKind::kBlockIo, options.thread_name, options.seccomp);
+  if (!worker)
+    return fail(BlockDeviceError::kThread, worker.error().sys_errno, worker.error().message());
+  std::unique_ptr<BlockDevice> d(
       new BlockDevice(options, capacity_bytes, physical_block, std::move(engine), dev, ino));
+  d->worker_ = std::move(*worker);
+  return d;
 }
 
 BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes,
@@ -195,15 +201,17 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
   stalled_ = broken_ = pushed_ = dropping_ = false;
   stop_.emplace(std::move(*stop));
   epoll_ = std::move(ep);
-  thread_ = std::thread([this] { run(); });
+  if (!worker_->run([this] { run(); })) {
+    return fail(DeviceError::kActivate, 0, "virtio-blk I/O thread busy");
+  }
   return {};
 }
 
 void BlockDevice::reset() {
   config_.seg_max = seg_max_for(options_.queue_size);  // the queue is back at its maximum
-  if (!thread_.joinable()) return;
+  if (!active()) return;
   if (auto r = stop_->signal(); !r) KLOG_ERROR("virtio-blk: %s", r.error().message().c_str());
-  thread_.join();
+  worker_->wait();
   {
     std::lock_guard lock(stats_mu_);
     base_ = stats_;

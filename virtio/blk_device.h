@@ -1,11 +1,13 @@
 // The virtio-blk device (virtio 1.x, section 5.2) and its per-device I/O thread.
 //
-// One BlockDevice owns an open image, the I/O engine over it, and (while active) one thread that
-// waits in epoll on the queue's notify eventfd, the engine's completion fd and a stop eventfd.
-// Each wakeup is one batch: reap completions, push their used elements and interrupt the driver
-// (if its EVENT_IDX state asks for it) before anything else; then pop every available chain
-// (notifications off, drain, on, re-check); parse; merge; submit; one flush_submissions(); and
-// one more interrupt only if requests were answered without I/O (errors, GET_ID).
+// One BlockDevice owns an open image, the I/O engine over it, and one thread, started with the
+// device (by the builder, before any filter: see common/seccomp/worker.h) and parked until
+// activation; while active, it waits in epoll on the queue's notify eventfd, the engine's
+// completion fd and a stop eventfd. Each wakeup is one batch: reap completions, push their used
+// elements and interrupt the driver (if its EVENT_IDX state asks for it) before anything else; then
+// pop every available chain (notifications off, drain, on, re-check); parse; merge; submit; one
+// flush_submissions(); and one more interrupt only if requests were answered without I/O (errors,
+// GET_ID).
 //
 // For the VMM builder, one call does it all:
 //   virtio::BlockOptions o;
@@ -23,12 +25,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "block/io_engine.h"
 #include "block/raw_image.h"
 #include "common/event_fd.h"
 #include "common/result.h"
+#include "common/seccomp/worker.h"
 #include "common/unique_fd.h"
 #include "virtio/blk_merge.h"
 #include "virtio/blk_request.h"
@@ -48,6 +50,8 @@ struct BlockOptions {
   std::string engine = "libaio";  // I/O engine: "libaio" or "sync"
   uint32_t poll_us = 0;           // busy-poll this long for new work before sleeping (0 = off)
   block::OpenOptions open;  // image open options (open() only; `direct` wins over allow_direct)
+  bool seccomp = false;     // confine the I/O thread (and the engine's) to their allow-lists
+  std::string thread_name = "blk";  // the I/O thread's name (a seccomp violation line shows it)
 };
 
 enum class BlockDeviceError {
@@ -97,8 +101,8 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   block::EngineStats engine_stats() const { return engine_->stats(); }
   // What the parser checks requests against (capacity, read-only, serial).
   const DiskFacts& disk() const { return facts_; }
-  // Whether the I/O thread is running.
-  bool active() const { return thread_.joinable(); }
+  // Whether the I/O thread is running the queue.
+  bool active() const { return worker_ && worker_->has_job(); }
   // The image behind the device (nullptr when built over a bare engine): the VMM fdatasyncs
   // it at shutdown and logs how it was opened.
   const block::RawImage* image() const { return image_.get(); }
@@ -148,7 +152,7 @@ class BlockDevice : public VirtioDevice, private RequestSink {
 
   std::optional<EventFd> stop_;
   UniqueFd epoll_;
-  std::thread thread_;
+  std::unique_ptr<seccomp::Worker> worker_;  // the I/O thread; runs run() while active
 
   mutable std::mutex stats_mu_;  // held by the I/O thread while it processes a batch
   BlockStats stats_;

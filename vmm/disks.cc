@@ -130,6 +130,8 @@ Result<void, DiskErr> Disks::attach_one(Machine& machine, const VmConfig& config
   o.read_only = drive.read_only;
   o.merge = drive.merge;
   o.engine = drive.io_engine;
+  o.seccomp = config.seccomp;
+  o.thread_name = "blk-" + d.name;  // "blk-vda": names the thread in a seccomp violation line
   auto dev = virtio::BlockDevice::open(o);
   if (!dev) return Unexpected{open_error(d.name, drive, dev.error())};
   d.device = dev->get();

@@ -255,6 +255,9 @@ void Machine::start_vcpu_threads() {
       auto ok = vcpu.set_signal_mask(in_run);
       if (!ok) {
         stop_.request(StopReason::kHostError, kExitGuestFault, ok.error().message());
+      } else if (auto confined = confine(seccomp::ThreadKind::kVcpu, "vcpu" + std::to_string(i));
+                 !confined) {
+        stop_.request(StopReason::kHostError, kExitGuestFault, confined.error().message());
       } else {
         if (i == 0) {
           timespec now{};
@@ -268,6 +271,12 @@ void Machine::start_vcpu_threads() {
       vcpu_done_[i].store(true, std::memory_order_release);
     });
   }
+}
+
+Result<void, seccomp::SeccompErr> Machine::confine(seccomp::ThreadKind kind,
+                                                   const std::string& name) const {
+  if (!config_.seccomp) return {};
+  return seccomp::install(kind, name);
 }
 
 void Machine::kick_running_vcpus() {
@@ -367,11 +376,17 @@ RunResult Machine::run(int signal_fd) {
   KLOG_INFO("VM built in %.1f ms; %zu vCPU(s) running at %.3f s since start", build_seconds_ * 1000,
             vcpus_.size(), started);
   if (opts_.console_input_fd >= 0) {
-    auto console = devices::ConsoleInput::start(*serial_, opts_.console_input_fd);
+    auto console = devices::ConsoleInput::start(*serial_, opts_.console_input_fd, config_.seccomp);
     if (console) {
       console_ = std::move(*console);
     } else {
       KLOG_WARN("console input disabled: %s", console.error().message().c_str());
+    }
+  }
+  // Last: a filter is inherited by the threads created after it (common/seccomp/seccomp.h).
+  if (opts_.confine_main_thread) {
+    if (auto confined = confine(seccomp::ThreadKind::kMain, "main"); !confined) {
+      stop_.request(StopReason::kHostError, kExitGuestFault, confined.error().message());
     }
   }
   wait_for_stop(signal_fd);

@@ -21,6 +21,7 @@
 #include "common/event_fd.h"
 #include "common/memory/guest_memory.h"
 #include "common/result.h"
+#include "common/seccomp/seccomp.h"
 #include "common/unique_fd.h"
 #include "devices/console_input.h"
 #include "devices/serial.h"
@@ -55,6 +56,9 @@ struct MachineOptions {
   bool pvm_host = false;     // append vmm/pvm/pvm_cmdline.h's switches, hide XSAVE in CPUID and
                              // assist emulation failures (vmm/pvm/emulation_assist.h)
   int console_input_fd = 0;  // host fd feeding the UART (stdin); < 0 for none
+  // With VmConfig::seccomp, run() also confines the calling thread (kindling's main thread)
+  // once the vCPU and console threads exist; off for a caller whose thread must stay free.
+  bool confine_main_thread = false;
 };
 
 // The default kernel command line (layout.md) when the config gives none.
@@ -93,9 +97,10 @@ class Machine {
                                               std::string cmdline_fragment);
   // Loads the kernel, creates and sets up the vCPUs (BSP in long mode, APs waiting for SIPI).
   Result<void, MachineErr> boot();
-  // Starts the vCPU threads and console input, waits for a stop request, a termination signal
-  // read from `signal_fd` (from setup_stop_signals(); -1 for none) or the config's timeout,
-  // stops every vCPU, joins, restores the terminal, and reports.
+  // Starts the vCPU threads and console input (each confined to its seccomp allow-list before
+  // it runs the guest or reads input, unless the config turns seccomp off), waits for a stop
+  // request, a termination signal read from `signal_fd` (from setup_stop_signals(); -1 for none) or
+  // the config's timeout, stops every vCPU, joins, restores the terminal, and reports.
   RunResult run(int signal_fd);
 
   // For device wiring (ioeventfd/irqfd registration) before run().
@@ -109,6 +114,9 @@ class Machine {
   Result<void, MachineErr> setup_devices();
   Result<void, MachineErr> setup_vcpus(const struct BootEntry& entry);
   void start_vcpu_threads();
+  // Confines the calling thread to `kind`'s allow-list when the config asks for seccomp.
+  Result<void, seccomp::SeccompErr> confine(seccomp::ThreadKind kind,
+                                            const std::string& name) const;
   void wait_for_stop(int signal_fd);
   // Sends the kick signal to every vCPU thread still running.
   void kick_running_vcpus();

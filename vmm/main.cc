@@ -1,7 +1,7 @@
 // kindling: `kindling run ...` builds a VM from the flags (or a JSON config) and runs it until
 // the guest resets, writes the exit port, faults, or the host stops it. Exit statuses: 0 guest
 // reset/poweroff, N from the exit port, 1 guest fault, 2 bad usage/input or KVM unusable,
-// 124 --timeout, 130 SIGINT, 143 SIGTERM.
+// 124 --timeout, 130 SIGINT, 143 SIGTERM, 148 a forbidden syscall (seccomp, common/seccomp).
 #include <unistd.h>
 
 #include <cstdio>
@@ -50,6 +50,7 @@ int run_vm(const vmm::VmConfig& config) {
   vmm::MachineOptions opts;
   opts.pvm_host = vmm::host_is_pvm();
   opts.console_input_fd = STDIN_FILENO;
+  opts.confine_main_thread = true;  // with config.seccomp: from the vCPUs' start to the exit
   if (opts.pvm_host) log_pvm_switches(config);
   auto machine = vmm::Machine::create(config, opts);
   if (!machine) return error_line(machine.error().message(), vmm::exit_code_for(machine.error()));

@@ -35,6 +35,7 @@ struct RunFlags {
   std::string io_engine, boot_protocol;
   std::vector<std::string> disks;
   bool root = false, stats = false, no_merge = false, no_acpi = false, exit_on_halt = false;
+  bool no_seccomp = false;
 };
 
 Result<int64_t, ConfigErr> parse_integer(const std::string& text, const std::string& what) {
@@ -104,6 +105,7 @@ Result<void, ConfigErr> apply_flags(const RunFlags& f, const CLI::App& run, VmCo
   }
   if (f.no_acpi) cfg.acpi = false;
   if (f.exit_on_halt) cfg.exit_on_halt = true;
+  if (f.no_seccomp) cfg.seccomp = false;
   if (given("--boot-protocol")) cfg.boot_protocol = f.boot_protocol;
   return {};
 }
@@ -144,6 +146,8 @@ void add_run_flags(CLI::App& run, RunFlags& f) {
                "command line only");
   run.add_flag("--exit-on-halt", f.exit_on_halt,
                "End the VM (exit 0) when every vCPU has halted with interrupts off");
+  run.add_flag("--no-seccomp", f.no_seccomp,
+               "Do not confine kindling's threads with seccomp filters (for debugging)");
   run.add_option("--boot-protocol", f.boot_protocol,
                  "Kernel entry: auto (PVH when the kernel has a PVH note, else linux), linux "
                  "(64-bit boot protocol) or pvh")

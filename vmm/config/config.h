@@ -54,6 +54,7 @@ struct VmConfig {
   bool acpi = true;                    // write ACPI tables (--no-acpi: MP table only)
   bool exit_on_halt = false;           // a guest halted for good (all vCPUs, IF=0) ends the VM
   std::string boot_protocol = "auto";  // "auto", "linux" or "pvh" (vmm/boot/boot_loader.h)
+  bool seccomp = true;  // confine each thread to its allow-list (common/seccomp/seccomp.h)
 };
 
 enum class ConfigError {

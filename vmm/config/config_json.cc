@@ -323,14 +323,16 @@ Result<void, ConfigErr> parse_drives(const json& v, const std::string& base_dir,
 }
 
 // kindling's own settings: {"console_log": PATH, "timeout_s": SECONDS, "merge": BOOL,
-// "acpi": BOOL, "boot_protocol": "auto"|"linux"|"pvh", "exit_on_halt": BOOL}.
+// "acpi": BOOL, "boot_protocol": "auto"|"linux"|"pvh", "exit_on_halt": BOOL, "seccomp": BOOL}.
 Result<void, ConfigErr> parse_kindling(const json& v, const std::string& base_dir, VmConfig& cfg) {
   if (v.is_null()) return {};
   KINDLING_TRY(r, ObjectReader::open(v, "kindling",
                                      {"console_log", "timeout_s", "merge", "acpi", "boot_protocol",
-                                      "exit_on_halt"}));
+                                      "exit_on_halt", "seccomp"}));
   KINDLING_TRY(exit_on_halt, r.opt_bool("exit_on_halt", false));
   cfg.exit_on_halt = exit_on_halt;
+  KINDLING_TRY(seccomp, r.opt_bool("seccomp", true));
+  cfg.seccomp = seccomp;
   KINDLING_TRY(acpi, r.opt_bool("acpi", true));
   cfg.acpi = acpi;
   KINDLING_TRY(protocol, r.one_of("boot_protocol", kBootProtocolNames, "auto"));

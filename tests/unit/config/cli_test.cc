@@ -94,6 +94,7 @@ TEST(Cli, DefaultsWithOnlyAKernel) {
   EXPECT_TRUE(cfg.acpi);
   EXPECT_EQ(cfg.boot_protocol, "auto");
   EXPECT_FALSE(cfg.exit_on_halt);
+  EXPECT_TRUE(cfg.seccomp);
 }
 
 TEST(Cli, BootPlatformFlags) {
@@ -103,6 +104,12 @@ TEST(Cli, BootPlatformFlags) {
   EXPECT_FALSE(cfg.acpi);
   EXPECT_EQ(cfg.boot_protocol, "linux");
   EXPECT_TRUE(cfg.exit_on_halt);
+}
+
+TEST(Cli, NoSeccompTurnsTheFiltersOff) {
+  Cli cli;
+  VmConfig cfg = expect_config(cli({"run", "--kernel", "k", "--no-seccomp"}));
+  EXPECT_FALSE(cfg.seccomp);
 }
 
 TEST(Cli, VersionAndHelpPrintAndReturnNothing) {

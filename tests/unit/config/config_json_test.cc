@@ -70,6 +70,7 @@ TEST(ConfigJson, FirecrackerConfigWithDefaultsIsAccepted) {
   EXPECT_EQ(cfg->drives[0].io_engine, "sync");
   EXPECT_TRUE(cfg->drives[0].merge);
   EXPECT_FALSE(cfg->stats);
+  EXPECT_TRUE(cfg->seccomp);
 }
 
 TEST(ConfigJson, MinimalConfigGetsKindlingDefaults) {
@@ -100,9 +101,13 @@ TEST(ConfigJson, OtherAcceptedFirecrackerValues) {
 TEST(ConfigJson, KindlingExtensions) {
   json j = firecracker_config();
   j["stats"] = true;
-  j["kindling"] = {
-      {"console_log", "out/console.log"}, {"timeout_s", 2.5},    {"merge", false}, {"acpi", false},
-      {"boot_protocol", "pvh"},           {"exit_on_halt", true}};
+  j["kindling"] = {{"console_log", "out/console.log"},
+                   {"timeout_s", 2.5},
+                   {"merge", false},
+                   {"acpi", false},
+                   {"boot_protocol", "pvh"},
+                   {"exit_on_halt", true},
+                   {"seccomp", false}};
   j["drives"].push_back({{"drive_id", "data"},
                          {"path_on_host", "/abs/data.img"},
                          {"is_root_device", false},
@@ -115,6 +120,7 @@ TEST(ConfigJson, KindlingExtensions) {
   EXPECT_FALSE(cfg->acpi);
   EXPECT_EQ(cfg->boot_protocol, "pvh");
   EXPECT_TRUE(cfg->exit_on_halt);
+  EXPECT_FALSE(cfg->seccomp);
   ASSERT_EQ(cfg->drives.size(), 2u);
   EXPECT_FALSE(cfg->drives[0].merge);
   EXPECT_FALSE(cfg->drives[1].merge);
@@ -247,6 +253,11 @@ const BadCase kBadCases[] = {
        j["kindling"] = {{"acpi", "off"}};
      },
      ConfigError::kWrongType, "kindling.acpi: expected a boolean, got string"},
+    {"seccomp string",
+     [](json& j) {
+       j["kindling"] = {{"seccomp", "off"}};
+     },
+     ConfigError::kWrongType, "kindling.seccomp: expected a boolean, got string"},
     {"unknown kindling key",
      [](json& j) {
        j["kindling"] = {{"turbo", true}};

@@ -1,0 +1,113 @@
+// The virtio-blk I/O thread under its seccomp filter (BlockOptions::seccomp): requests are served
+// through both real engines, and an engine that makes a forbidden syscall on the I/O thread
+// ends the process with the line naming the thread.
+#include <gtest/gtest.h>
+#include <linux/virtio_blk.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "common/seccomp/seccomp.h"
+#include "tests/support/blk_driver.h"
+#include "tests/support/eventually.h"
+#include "tests/support/temp_image.h"
+#include "tests/unit/virtio_blk/fake_engine.h"
+#include "virtio/blk_device.h"
+
+namespace kindling::virtio {
+namespace {
+
+using test::BlkDone;
+using test::BlkDriver;
+
+// A FakeEngine whose read() first opens a socket: no I/O thread may.
+class SocketOnReadEngine : public test::FakeEngine {
+ public:
+  Result<void, block::BlockErr> read(uint64_t offset, std::span<const iovec> iov,
+                                     uint64_t cookie) override {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) ::close(fd);
+    return FakeEngine::read(offset, iov, cookie);
+  }
+};
+
+// One request through `dev` (already active behind `drv`); its status.
+uint8_t one(BlkDriver& drv, uint32_t type, uint64_t sector, uint32_t len) {
+  if (!drv.add(0, type, sector, len)) return 0xff;
+  drv.kick();
+  auto done = drv.wait_for(1);
+  return done.size() == 1 ? done[0].status : 0xff;
+}
+
+class ConfinedBlkTest : public testing::TestWithParam<std::string> {};
+
+// The filter stays on the I/O thread: the test's own threads are not confined.
+TEST_P(ConfinedBlkTest, ReadWriteFlushResetAndReactivate) {
+  test::TempImage image(1 << 20);
+  BlockOptions o;
+  o.path = image.path();
+  o.engine = GetParam();
+  o.seccomp = true;
+  o.thread_name = "blk-test";
+  auto dev = BlockDevice::open(o);
+  ASSERT_TRUE(dev) << dev.error().message();
+  for (int round = 0; round < 2; ++round) {
+    BlkDriver drv({});
+    ASSERT_TRUE(drv.activate(**dev));
+    std::memset(drv.data(0).data(), 0x5a, 4096);
+    EXPECT_EQ(one(drv, VIRTIO_BLK_T_OUT, 8, 4096), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(one(drv, VIRTIO_BLK_T_FLUSH, 0, 0), VIRTIO_BLK_S_OK);
+    std::memset(drv.data(0).data(), 0, 4096);
+    EXPECT_EQ(one(drv, VIRTIO_BLK_T_IN, 8, 4096), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(drv.data(0)[4095], 0x5a);
+    EXPECT_EQ(one(drv, VIRTIO_BLK_T_GET_ID, 0, 20), VIRTIO_BLK_S_OK);
+    drv.reset();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, ConfinedBlkTest, testing::Values("sync", "libaio"),
+                         [](const auto& info) { return info.param; });
+
+TEST(ConfinedBlk, ForbiddenSyscallOnTheIoThreadIsCaught) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        BlockOptions o;
+        o.seccomp = true;
+        o.thread_name = "blk-vdb";
+        auto dev = BlockDevice::create_with_engine(o, 1 << 20, 512,
+                                                   std::make_unique<SocketOnReadEngine>());
+        if (!dev) std::_Exit(3);
+        BlkDriver drv({});
+        if (!drv.activate(**dev)) std::_Exit(3);
+        (void)one(drv, VIRTIO_BLK_T_IN, 0, 4096);
+        std::_Exit(4);  // the read was never submitted
+      },
+      testing::ExitedWithCode(seccomp::kExitSeccomp),
+      "^kindling: seccomp: thread 'blk-vdb' made forbidden syscall socket \\(41\\)\n$");
+}
+
+TEST(ConfinedBlk, WithoutSeccompTheSameEngineRuns) {
+  BlockOptions o;
+  auto engine = std::make_unique<SocketOnReadEngine>();
+  SocketOnReadEngine* fake = engine.get();
+  auto dev = BlockDevice::create_with_engine(o, 1 << 20, 512, std::move(engine));
+  ASSERT_TRUE(dev);
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(**dev));
+  ASSERT_TRUE(drv.add(0, VIRTIO_BLK_T_IN, 0, 4096));
+  drv.kick();
+  (void)test::eventually([&] { return fake->submitted() >= 1; }, 5000);
+  ASSERT_EQ(fake->submitted(), 1u);
+  fake->complete(0);
+  auto done = drv.wait_for(1);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].status, VIRTIO_BLK_S_OK);
+  drv.reset();
+}
+
+}  // namespace
+}  // namespace kindling::virtio
