@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "block/io_engine.h"
+#include "block/rate_limiter.h"
 #include "block/raw_image.h"
 #include "common/event_fd.h"
 #include "common/result.h"
@@ -48,6 +49,7 @@ struct BlockOptions {
   std::string engine = "libaio";  // I/O engine: "libaio" or "sync"
   uint32_t poll_us = 0;           // busy-poll this long for new work before sleeping (0 = off)
   block::OpenOptions open;  // image open options (open() only; `direct` wins over allow_direct)
+  block::RateLimiterConfig rate_limiter;  // Firecracker's token buckets; none: unlimited
 };
 
 enum class BlockDeviceError {
@@ -102,6 +104,11 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   // The image behind the device (nullptr when built over a bare engine): the VMM fdatasyncs
   // it at shutdown and logs how it was opened.
   const block::RawImage* image() const { return image_.get(); }
+  // Replaces the rate limiter (full buckets), from any thread, live: the I/O thread picks it
+  // up at its next wakeup (an eventfd wakes it) and re-examines a request it holds back.
+  void set_rate_limiter(const block::RateLimiterConfig& config);
+  // The rate limiter configuration last set (or given at creation).
+  block::RateLimiterConfig rate_limiter() const;
 
  private:
   BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t physical_block,
@@ -112,6 +119,16 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   int wait_events(std::span<epoll_event> evs);
   void process_queue();
   void handle(uint16_t slot);
+  // Hands a parsed request on: answered at once, or to the merge buffer.
+  void dispatch(uint16_t slot);
+  // Charges the request to the rate limiter; false (the timer armed) when it must wait.
+  bool admit(const VirtIOBlockReq& req);
+  // Dispatches the held request if the limiter lets it through now.
+  bool admit_held();
+  // Arms the limiter's timerfd for `at_ns` (CLOCK_MONOTONIC).
+  void arm_limiter_timer(uint64_t at_ns);
+  // Takes the configuration set_rate_limiter() left for the I/O thread.
+  void apply_rate_limiter();
   bool room() const;
   // Hands every completion the engine has ready to merge_ (deferred submissions stay deferred).
   void reap_completions();
@@ -145,6 +162,14 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   bool broken_ = false;    // the driver broke the protocol: no more popping
   bool pushed_ = false;    // used elements pushed in this batch
   bool dropping_ = false;  // resetting: completions are dropped, guest memory untouched
+
+  // The rate limiter: used by the I/O thread only (rebuilt by activate() and on an update).
+  block::RateLimiter limiter_;
+  UniqueFd limiter_timer_;         // timerfd: fires when the held request can pass
+  std::optional<uint16_t> held_;   // the one request popped and held back by the limiter
+  mutable std::mutex limiter_mu_;  // guards limiter_config_ and limiter_update_'s lifetime
+  block::RateLimiterConfig limiter_config_;
+  std::optional<EventFd> limiter_update_;  // set_rate_limiter() -> I/O thread
 
   std::optional<EventFd> stop_;
   UniqueFd epoll_;

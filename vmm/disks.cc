@@ -130,6 +130,7 @@ Result<void, DiskErr> Disks::attach_one(Machine& machine, const VmConfig& config
   o.read_only = drive.read_only;
   o.merge = drive.merge;
   o.engine = drive.io_engine;
+  o.rate_limiter = drive.rate_limiter;
   auto dev = virtio::BlockDevice::open(o);
   if (!dev) return Unexpected{open_error(d.name, drive, dev.error())};
   d.device = dev->get();
