@@ -7,6 +7,12 @@
 // (notifications off, drain, on, re-check); parse; merge; submit; one flush_submissions(); and
 // one more interrupt only if requests were answered without I/O (errors, GET_ID).
 //
+// With a rate limiter (BlockOptions::rate_limiter, Firecracker's token buckets), each parsed
+// request is charged one op and its data bytes before it is handed on. A request the buckets
+// refuse is held (the only one popped and not handed on: the rest stay in the guest's ring,
+// order kept), a timerfd in the epoll set is armed for when the tokens are back, and popping
+// resumes when it fires or when set_rate_limiter() delivers a new configuration.
+//
 // For the VMM builder, one call does it all:
 //   virtio::BlockOptions o;
 //   o.path = "disk.img";
