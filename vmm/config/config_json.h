@@ -16,8 +16,8 @@ namespace kindling::vmm {
 using ConfigWarnings = std::vector<std::string>;
 
 // Reads and parses a config file; relative paths in it resolve against the file's folder.
-// Errors and warnings start with the file's path: "vm.json: drives[1].rate_limiter: not
-// supported". Warnings are appended to `warnings` when it is given.
+// Errors and warnings start with the file's path: "vm.json: vsock: not supported (kindling has
+// no vsock device)". Warnings are appended to `warnings` when it is given.
 Result<VmConfig, ConfigErr> load_config_file(const std::string& path,
                                              ConfigWarnings* warnings = nullptr);
 
