@@ -6,6 +6,7 @@
 #include <linux/virtio_ring.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <time.h>
 
 #include <algorithm>
@@ -32,7 +33,13 @@ const char* to_string(BlockDeviceError e) {
 
 namespace {
 
-enum : uint32_t { kTagStop = 1, kTagNotify = 2, kTagEngine = 3 };
+enum : uint32_t {
+  kTagStop = 1,
+  kTagNotify = 2,
+  kTagEngine = 3,
+  kTagLimiterTimer = 4,
+  kTagLimiterUpdate = 5,
+};
 
 uint64_t now_ns() {
   timespec ts;
@@ -93,6 +100,10 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_en
     return fail(BlockDeviceError::kBadOptions, 0, "block size " + std::to_string(physical_block));
   }
   if (!engine) return fail(BlockDeviceError::kEngine, 0, "no engine");
+  UniqueFd timer(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timer) {
+    return fail(BlockDeviceError::kThread, errno, "virtio-blk rate limiter timerfd_create");
+  }
   auto worker =
       seccomp::Worker::start(seccomp::ThreadKind::kBlockIo, options.thread_name, options.seccomp);
   if (!worker)
@@ -100,13 +111,14 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_en
   std::unique_ptr<BlockDevice> d(
       new BlockDevice(options, capacity_bytes, physical_block, std::move(engine), dev, ino));
   d->worker_ = std::move(*worker);
+  d->limiter_timer_ = std::move(timer);
   return d;
 }
 
 BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes,
                          uint32_t physical_block, std::unique_ptr<block::IoEngine> engine,
                          uint64_t dev, uint64_t ino)
-    : options_(options), engine_(std::move(engine)) {
+    : options_(options), engine_(std::move(engine)), limiter_config_(options.rate_limiter) {
   facts_.capacity_sectors = capacity_bytes >> kSectorShift;
   facts_.read_only = options.read_only;
   facts_.serial = make_serial(options.serial, dev, ino);
@@ -174,11 +186,17 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
   if (!ctx.queues[0].ready()) return fail(DeviceError::kBadQueue, 0, "virtio-blk queue not ready");
   auto stop = EventFd::create();
   if (!stop) return fail(DeviceError::kActivate, stop.error().sys_errno, "virtio-blk stop eventfd");
+  auto update = EventFd::create();
+  if (!update) {
+    return fail(DeviceError::kActivate, update.error().sys_errno, "virtio-blk limiter eventfd");
+  }
   UniqueFd ep(epoll_create1(EPOLL_CLOEXEC));
   if (!ep) return fail_errno(DeviceError::kActivate, "virtio-blk epoll_create1");
   const std::pair<int, uint32_t> fds[] = {{stop->fd(), kTagStop},
                                           {ctx.notifies[0].fd(), kTagNotify},
-                                          {engine_->notifier_fd(), kTagEngine}};
+                                          {engine_->notifier_fd(), kTagEngine},
+                                          {limiter_timer_.get(), kTagLimiterTimer},
+                                          {update->fd(), kTagLimiterUpdate}};
   for (auto [fd, tag] : fds) {
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -199,6 +217,12 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
   merge_ =
       std::make_unique<MultiReqBuffer>(*pool_, *engine_, static_cast<RequestSink&>(*this), limits);
   stalled_ = broken_ = pushed_ = dropping_ = false;
+  held_.reset();
+  {
+    std::lock_guard lock(limiter_mu_);
+    limiter_ = block::RateLimiter(limiter_config_, now_ns());
+    limiter_update_.emplace(std::move(*update));
+  }
   stop_.emplace(std::move(*stop));
   epoll_ = std::move(ep);
   if (!worker_->run([this] { run(); })) {
@@ -216,6 +240,13 @@ void BlockDevice::reset() {
     std::lock_guard lock(stats_mu_);
     base_ = stats_;
   }
+  {
+    std::lock_guard lock(limiter_mu_);
+    limiter_update_.reset();
+  }
+  held_.reset();  // popped, never answered: the driver owns the chain again after a reset
+  // The limiter's timer stays (made in open(): activation runs on a vCPU thread, whose seccomp
+  // filter has no timerfd_create); an expiry left armed only wakes the next I/O thread once.
   merge_.reset();
   pool_.reset();
   epoll_.reset();
@@ -224,6 +255,20 @@ void BlockDevice::reset() {
   queue_ = nullptr;
   notify_ = nullptr;
   interrupt_ = nullptr;
+}
+
+void BlockDevice::set_rate_limiter(const block::RateLimiterConfig& config) {
+  std::lock_guard lock(limiter_mu_);
+  limiter_config_ = config;
+  if (!limiter_update_) return;  // inactive: activate() builds the limiter from the config
+  if (auto r = limiter_update_->signal(); !r) {
+    KLOG_ERROR("virtio-blk: rate limiter update: %s", r.error().message().c_str());
+  }
+}
+
+block::RateLimiterConfig BlockDevice::rate_limiter() const {
+  std::lock_guard lock(limiter_mu_);
+  return limiter_config_;
 }
 
 BlockStats BlockDevice::stats() const {
@@ -248,7 +293,7 @@ int BlockDevice::wait_events(std::span<epoll_event> evs) {
 }
 
 void BlockDevice::run() {
-  epoll_event evs[3];
+  epoll_event evs[5];
   while (true) {
     int n = wait_events(evs);
     if (n < 0) {
@@ -256,11 +301,13 @@ void BlockDevice::run() {
       KLOG_ERROR("virtio-blk: epoll_wait: %s", strerror(errno));
       break;
     }
-    bool stop = false, kick = false, done = false;
+    bool stop = false, kick = false, done = false, timer = false, update = false;
     for (int i = 0; i < n; ++i) {
       stop |= evs[i].data.u32 == kTagStop;
       kick |= evs[i].data.u32 == kTagNotify;
       done |= evs[i].data.u32 == kTagEngine;
+      timer |= evs[i].data.u32 == kTagLimiterTimer;
+      update |= evs[i].data.u32 == kTagLimiterUpdate;
     }
     if (stop) break;
     std::lock_guard lock(stats_mu_);
@@ -272,7 +319,13 @@ void BlockDevice::run() {
       notify_driver();
     }
     if (kick) (void)notify_->consume();
-    if ((kick || stalled_) && !broken_) process_queue();
+    if (timer) {
+      uint64_t expirations = 0;
+      (void)!read(limiter_timer_.get(), &expirations, sizeof(expirations));  // EAGAIN: fine
+      ++stats_.rate_limiter_event_count;
+    }
+    if (update) apply_rate_limiter();
+    if ((kick || stalled_ || timer || update) && !broken_) process_queue();
     if (auto r = engine_->flush_submissions(); !r) {
       KLOG_ERROR_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
     }
@@ -288,11 +341,13 @@ bool BlockDevice::room() const {
 }
 
 void BlockDevice::process_queue() {
+  // Still throttled: the limiter's timer resumes popping.
+  if (held_ && !admit_held()) return;
   while (true) {
     if (auto r = queue_->disable_notification(*mem_); !r) {
       return broken("disable_notification", r.error().message());
     }
-    while (room()) {
+    while (room() && !held_) {
       uint16_t slot = *pool_->acquire();
       auto popped = queue_->pop(*mem_, (*pool_)[slot].elem);
       if (!popped || !*popped) {
@@ -304,6 +359,8 @@ void BlockDevice::process_queue() {
       if (broken_) return;
     }
     merge_->submit();
+    // Throttled: the rest stays in the guest's ring, notifications off, until the timer fires.
+    if (held_) return;
     if (!room()) {
       // Resumed by the completion path; notifications stay off until then.
       stalled_ = true;
@@ -323,6 +380,15 @@ void BlockDevice::handle(uint16_t slot) {
     // The request cannot be answered; the chain stays in flight until the driver resets.
     return broken("request", p.error().message());
   }
+  if (!admit(req)) {
+    held_ = slot;
+    return;
+  }
+  dispatch(slot);
+}
+
+void BlockDevice::dispatch(uint16_t slot) {
+  VirtIOBlockReq& req = (*pool_)[slot];
   if (req.immediate()) {
     if (req.type == BlkReqType::kGetId) write_serial(facts_, req);
     return complete(slot, req.status);
@@ -332,6 +398,44 @@ void BlockDevice::handle(uint16_t slot) {
   } else {
     merge_->add(slot);
   }
+}
+
+bool BlockDevice::admit(const VirtIOBlockReq& req) {
+  if (limiter_.unlimited()) return true;
+  // One op per request, as in Firecracker; bytes only for the data of a valid read or write.
+  const bool data = (req.type == BlkReqType::kIn || req.type == BlkReqType::kOut) &&
+                    req.status == VIRTIO_BLK_S_OK;
+  const uint64_t bytes = data ? req.data_bytes : 0;
+  const uint64_t now = now_ns();
+  if (limiter_.consume(bytes, now)) return true;
+  ++stats_.rate_limiter_throttled_events;
+  arm_limiter_timer(limiter_.ready_at(bytes, now));
+  return false;
+}
+
+bool BlockDevice::admit_held() {
+  const uint16_t slot = *held_;
+  if (!admit((*pool_)[slot])) return false;
+  held_.reset();
+  dispatch(slot);
+  return true;
+}
+
+void BlockDevice::arm_limiter_timer(uint64_t at_ns) {
+  itimerspec its{};
+  at_ns = std::max<uint64_t>(at_ns, 1);  // zero would disarm it
+  its.it_value.tv_sec = static_cast<time_t>(at_ns / 1'000'000'000ULL);
+  its.it_value.tv_nsec = static_cast<long>(at_ns % 1'000'000'000ULL);
+  if (timerfd_settime(limiter_timer_.get(), TFD_TIMER_ABSTIME, &its, nullptr) != 0) {
+    KLOG_ERROR_RATELIMITED("virtio-blk: timerfd_settime: %s", strerror(errno));
+  }
+}
+
+void BlockDevice::apply_rate_limiter() {
+  (void)limiter_update_->consume();
+  std::lock_guard lock(limiter_mu_);
+  limiter_ = block::RateLimiter(limiter_config_, now_ns());
+  ++stats_.rate_limiter_event_count;
 }
 
 void BlockDevice::reap_completions() {

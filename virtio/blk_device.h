@@ -9,6 +9,12 @@
 // flush_submissions(); and one more interrupt only if requests were answered without I/O (errors,
 // GET_ID).
 //
+// With a rate limiter (BlockOptions::rate_limiter, Firecracker's token buckets), each parsed
+// request is charged one op and its data bytes before it is handed on. A request the buckets
+// refuse is held (the only one popped and not handed on: the rest stay in the guest's ring,
+// order kept), a timerfd in the epoll set is armed for when the tokens are back, and popping
+// resumes when it fires or when set_rate_limiter() delivers a new configuration.
+//
 // For the VMM builder, one call does it all:
 //   virtio::BlockOptions o;
 //   o.path = "disk.img";
@@ -27,6 +33,7 @@
 #include <string>
 
 #include "block/io_engine.h"
+#include "block/rate_limiter.h"
 #include "block/raw_image.h"
 #include "common/event_fd.h"
 #include "common/result.h"
@@ -52,6 +59,7 @@ struct BlockOptions {
   block::OpenOptions open;  // image open options (open() only; `direct` wins over allow_direct)
   bool seccomp = false;     // confine the I/O thread (and the engine's) to their allow-lists
   std::string thread_name = "blk";  // the I/O thread's name (a seccomp violation line shows it)
+  block::RateLimiterConfig rate_limiter;  // Firecracker's token buckets; none: unlimited
 };
 
 enum class BlockDeviceError {
@@ -106,6 +114,11 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   // The image behind the device (nullptr when built over a bare engine): the VMM fdatasyncs
   // it at shutdown and logs how it was opened.
   const block::RawImage* image() const { return image_.get(); }
+  // Replaces the rate limiter (full buckets), from any thread, live: the I/O thread picks it
+  // up at its next wakeup (an eventfd wakes it) and re-examines a request it holds back.
+  void set_rate_limiter(const block::RateLimiterConfig& config);
+  // The rate limiter configuration last set (or given at creation).
+  block::RateLimiterConfig rate_limiter() const;
 
  private:
   BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t physical_block,
@@ -116,6 +129,16 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   int wait_events(std::span<epoll_event> evs);
   void process_queue();
   void handle(uint16_t slot);
+  // Hands a parsed request on: answered at once, or to the merge buffer.
+  void dispatch(uint16_t slot);
+  // Charges the request to the rate limiter; false (the timer armed) when it must wait.
+  bool admit(const VirtIOBlockReq& req);
+  // Dispatches the held request if the limiter lets it through now.
+  bool admit_held();
+  // Arms the limiter's timerfd for `at_ns` (CLOCK_MONOTONIC).
+  void arm_limiter_timer(uint64_t at_ns);
+  // Takes the configuration set_rate_limiter() left for the I/O thread.
+  void apply_rate_limiter();
   bool room() const;
   // Hands every completion the engine has ready to merge_ (deferred submissions stay deferred).
   void reap_completions();
@@ -149,6 +172,14 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   bool broken_ = false;    // the driver broke the protocol: no more popping
   bool pushed_ = false;    // used elements pushed in this batch
   bool dropping_ = false;  // resetting: completions are dropped, guest memory untouched
+
+  // The rate limiter: used by the I/O thread only (rebuilt by activate() and on an update).
+  block::RateLimiter limiter_;
+  UniqueFd limiter_timer_;         // timerfd (from open()): fires when the held request can pass
+  std::optional<uint16_t> held_;   // the one request popped and held back by the limiter
+  mutable std::mutex limiter_mu_;  // guards limiter_config_ and limiter_update_'s lifetime
+  block::RateLimiterConfig limiter_config_;
+  std::optional<EventFd> limiter_update_;  // set_rate_limiter() -> I/O thread
 
   std::optional<EventFd> stop_;
   UniqueFd epoll_;

@@ -81,6 +81,10 @@ std::string format_stats(const BlockStats& s, const std::string& indent) {
        " (avg %.2f requests)",
        s.submissions, s.io_submit_calls, s.merged_groups, s.average_merge());
   line(out, indent, "batches: %" PRIu64 ", interrupts %" PRIu64, s.batches, s.interrupts);
+  if (s.rate_limiter_throttled_events > 0) {
+    line(out, indent, "rate limiter: throttled %" PRIu64 " times, %" PRIu64 " wakeups",
+         s.rate_limiter_throttled_events, s.rate_limiter_event_count);
+  }
   line(out, indent, "latency: p50 %.1f us, p99 %.1f us (%" PRIu64 " samples)",
        static_cast<double>(s.latency.percentile(0.50)) / 1000.0,
        static_cast<double>(s.latency.percentile(0.99)) / 1000.0, s.latency.count());

@@ -43,7 +43,11 @@ struct BlockStats {
   uint64_t io_submit_calls = 0;  // kernel submission calls made by the engine
   uint64_t batches = 0;          // notify/completion batches processed by the I/O thread
   uint64_t interrupts = 0;       // used-buffer interrupts signalled
-  LatencyHistogram latency;      // pop -> used ring, per request
+  // Firecracker's names: times a request was held back by the rate limiter, and limiter
+  // wakeups (its timer or a new configuration).
+  uint64_t rate_limiter_throttled_events = 0;
+  uint64_t rate_limiter_event_count = 0;
+  LatencyHistogram latency;  // pop -> used ring, per request
 
   // Requests completed, every type.
   uint64_t requests() const { return reads + writes + flushes + get_ids + unsupported; }

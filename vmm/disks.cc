@@ -103,6 +103,23 @@ std::string root_cmdline_fragment(const std::vector<DriveConfig>& drives,
   return {};
 }
 
+namespace {
+
+// One info line per limiting bucket of a drive (Firecracker's semantics: block/rate_limiter.h).
+void log_rate_limiter(const std::string& what, const RateLimiterConfig& rl) {
+  const std::pair<const char*, const std::optional<TokenBucketConfig>*> buckets[] = {
+      {"bytes", &rl.bandwidth}, {"requests", &rl.ops}};
+  for (const auto& [unit, b] : buckets) {
+    if (!*b || !block::limits(**b)) continue;
+    KLOG_INFO("%s: rate limit %llu %s per %llu ms (one-time burst %llu)", what.c_str(),
+              static_cast<unsigned long long>((*b)->size), unit,
+              static_cast<unsigned long long>((*b)->refill_time_ms),
+              static_cast<unsigned long long>((*b)->one_time_burst));
+  }
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Disks>, DiskErr> Disks::attach(Machine& machine, const VmConfig& config) {
   if (config.drives.size() > kMaxDisks) {
     return disk_fail(DiskError::kImage, std::to_string(config.drives.size()) + " disks: at most " +
@@ -132,6 +149,7 @@ Result<void, DiskErr> Disks::attach_one(Machine& machine, const VmConfig& config
   o.engine = drive.io_engine;
   o.seccomp = config.seccomp;
   o.thread_name = "blk-" + d.name;  // "blk-vda": names the thread in a seccomp violation line
+  o.rate_limiter = drive.rate_limiter;
   auto dev = virtio::BlockDevice::open(o);
   if (!dev) return Unexpected{open_error(d.name, drive, dev.error())};
   d.device = dev->get();
@@ -144,6 +162,8 @@ Result<void, DiskErr> Disks::attach_one(Machine& machine, const VmConfig& config
             drive.read_only ? "read-only" : "read-write",
             image && image->direct() ? "direct" : "buffered", image ? image->offset_align() : 512u,
             drive.io_engine.c_str(), d.slot.gsi, static_cast<unsigned long long>(d.slot.base));
+
+  log_rate_limiter(what, drive.rate_limiter);
 
   disks_.push_back(std::move(d));
   Disk& added = disks_.back();

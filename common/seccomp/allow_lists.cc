@@ -69,17 +69,27 @@ const Rule kDeviceActivation[] = {
     {SYS_close, {}},
 };
 
-// A disk's I/O thread: epoll on its eventfds, and the engines: libaio, sync, io_uring (whose
-// ring is created with the engine, on the main thread).
+// A disk's I/O thread: epoll on its eventfds and the rate limiter's timerfd, and the engines:
+// libaio, sync, io_uring (whose ring is created with the engine, on the main thread).
 const Rule kBlockIo[] = {
-    {SYS_epoll_wait, {}},     {SYS_epoll_pwait, {}},
-    {SYS_read, {}},           {SYS_poll, {}},
-    {SYS_ppoll, {}},          {SYS_io_submit, {}},
-    {SYS_io_getevents, {}},   {SYS_io_pgetevents, {}},
-    {SYS_preadv, {}},         {SYS_pwritev, {}},
-    {SYS_pread64, {}},        {SYS_pwrite64, {}},
-    {SYS_fdatasync, {}},      {SYS_fsync, {}},
-    {SYS_io_uring_enter, {}}, {SYS_io_uring_register, {}},
+    {SYS_epoll_wait, {}},
+    {SYS_epoll_pwait, {}},
+    {SYS_read, {}},
+    {SYS_poll, {}},
+    {SYS_ppoll, {}},
+    {SYS_io_submit, {}},
+    {SYS_io_getevents, {}},
+    {SYS_io_pgetevents, {}},
+    {SYS_preadv, {}},
+    {SYS_pwritev, {}},
+    {SYS_pread64, {}},
+    {SYS_pwrite64, {}},
+    {SYS_fdatasync, {}},
+    {SYS_fsync, {}},
+    {SYS_io_uring_enter, {}},
+    {SYS_io_uring_register, {}},
+    // The rate limiter arms its timerfd (made with the device, on the main thread).
+    {SYS_timerfd_settime, {}},
 };
 // The libaio engine's fdatasync helper.
 const Rule kBlockSync[] = {

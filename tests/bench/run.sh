@@ -307,4 +307,49 @@ if [[ -n ${k_iops[4k-seqread-qd32]:-} && -n ${k_iops[4k-seqread-qd32-nomerge]:-}
 fi
 [[ -n ${rss:-} ]] && check "vmm-rss-kib" "$rss <= 3072" "$rss <= 3072"
 [[ -n ${exec_ms:-} ]] && check "exec-to-first-run-ms" "$exec_ms <= 5" "$exec_ms <= 5"
+
+# The drive rate limiter (issue 11), by tests/bench/ratelimit_bench.cc on the same image:
+# a disk limited to 10 MiB/s, and one to 500 requests/s, over RATELIMIT_SECONDS (default 10),
+# must stay within 5 % of the limit; a limiter whose buckets never run dry (every request
+# charged, none held) against the plain device (no limiter), in paired rounds as above, must
+# keep a median ratio >= 0.98.
+ratelimit_bench="$build/tests/bench/kindling_ratelimit_bench"
+rl_seconds=${RATELIMIT_SECONDS:-10}
+rl_run() { # LIMIT SECONDS -> the bench's line
+  "$ratelimit_bench" --image "$image" --limit "$1" --seconds "$2" || die "kindling_ratelimit_bench --limit $1 failed"
+}
+rl_field() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }'; }
+rl_limited() { # NAME LIMIT FIELD TARGET DIVISOR UNIT
+  [[ -n ${BENCH_CASES:-} && " $BENCH_CASES " != *" $1 "* ]] && return 0
+  local out got
+  out=$(rl_run "$2" "$rl_seconds")
+  got=$(rl_field "$3" <<<"$out")
+  ratios[$1]=$(awk -v g="$got" -v t="$4" 'BEGIN { printf "%.3f", g / t }')
+  awk -v n="$1" -v g="$got" -v t="$4" -v d="$5" -v u="$6" -v r="${ratios[$1]}" \
+    -v th="$(rl_field throttled <<<"$out")" -v s="$rl_seconds" \
+    'BEGIN { printf "%s: kindling %.2f %s, limit %.0f %s, ratio %.3f (%d s, held back %d times)\n", n, g / d, u, t / d, u, r, s, th }'
+  check "$1" "ratio ${ratios[$1]} within 5 % of 1" "${ratios[$1]} >= 0.95 && ${ratios[$1]} <= 1.05"
+}
+rl_unlimited() {
+  local name=ratelimit-unlimited round p q
+  [[ -n ${BENCH_CASES:-} && " $BENCH_CASES " != *" $name "* ]] && return 0
+  local -a ps=() qs=() rs=()
+  for ((round = 0; round < rounds; round++)); do
+    if ((round % 2 == 0)); then
+      p=$(rl_run none "$seconds" | rl_field iops); q=$(rl_run huge "$seconds" | rl_field iops)
+    else
+      q=$(rl_run huge "$seconds" | rl_field iops); p=$(rl_run none "$seconds" | rl_field iops)
+    fi
+    ps+=("$p") qs+=("$q") rs+=("$(awk -v a="$q" -v b="$p" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
+  done
+  ratios[$name]=$(printf '%s\n' "${rs[@]}" | median)
+  printf '%s: kindling %.0f IOPS with buckets that never run dry, plain %.0f IOPS, ratio %.3f (4k-randread-qd32, medians of %d paired rounds of %ss; per-round ratios %s)\n' \
+    "$name" "$(printf '%s\n' "${qs[@]}" | median)" "$(printf '%s\n' "${ps[@]}" | median)" \
+    "${ratios[$name]}" "$rounds" "$seconds" "$(printf '%s\n' "${rs[@]}" | sort -g | tr '\n' ' ' | sed 's/ $//')"
+  check "$name" "median ratio ${ratios[$name]} >= 0.98" "${ratios[$name]} >= 0.98"
+}
+cmake --build "$build" --target kindling_ratelimit_bench >/dev/null || die "cannot build kindling_ratelimit_bench"
+rl_limited ratelimit-bw-10MiB bw=10485760 bytes_per_s 10485760 1048576 MiB/s
+rl_limited ratelimit-ops-500 ops=500 iops 500 1 IOPS
+rl_unlimited
 true

@@ -15,6 +15,7 @@
 #include "tests/integration/tiny_kernel.h"
 #include "tests/support/child_process.h"
 #include "vmm/machine.h"
+#include "vmm/stop.h"
 
 namespace kindling::test {
 namespace {
@@ -40,6 +41,10 @@ class SocketDevice : public BusDevice {
 // Builds a VM around the trap device and runs it on this process's threads (the main thread
 // stays unconfined: it is the test's). Returns the exit status.
 int run_trap_vm(bool seccomp) {
+  // As main() does before any thread starts: without it, the kick that stops the vCPU thread at
+  // the end of the run is an unhandled real-time signal and kills the process.
+  auto signals = vmm::setup_stop_signals();
+  if (!signals) return 203;
   vmm::VmConfig config;
   config.kernel_path = write_tiny_kernel("seccomp_trap", kWriteTrapThenExit7);
   config.mem_bytes = 64ULL << 20;
@@ -54,7 +59,7 @@ int run_trap_vm(bool seccomp) {
     return 201;
   }
   if (!(*m)->boot()) return 202;
-  return (*m)->run(-1).exit_code;
+  return (*m)->run(signals->get()).exit_code;
 }
 
 class SeccompVmTest : public ::testing::Test {

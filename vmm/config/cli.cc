@@ -47,6 +47,28 @@ Result<int64_t, ConfigErr> parse_integer(const std::string& text, const std::str
   return value;
 }
 
+// A --disk rate: a positive integer, for bytes with an optional binary suffix (K, M, G, also
+// KiB, MiB, GiB: 10M is 10 MiB).
+Result<uint64_t, ConfigErr> parse_rate(std::string_view text, bool bytes, const std::string& what) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  std::string_view suffix(end, static_cast<size_t>(text.data() + text.size() - end));
+  unsigned shift = 0;
+  if (bytes && !suffix.empty()) {
+    const std::string_view units[] = {"K", "M", "G"};
+    for (unsigned i = 0; i < 3; ++i) {
+      if (suffix == units[i] || suffix == std::string(units[i]) + "iB") shift = 10 * (i + 1);
+    }
+    if (shift != 0) suffix = {};
+  }
+  if (ec != std::errc() || !suffix.empty() || value == 0 || value > (UINT64_MAX >> shift)) {
+    return fail(ConfigError::kInvalid, 0,
+                what + ": expected a positive integer" +
+                    (bytes ? std::string(" of bytes (suffix K, M or G allowed)") : std::string()));
+  }
+  return value << shift;
+}
+
 Result<double, ConfigErr> parse_seconds(const std::string& text, const std::string& what) {
   double value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -123,7 +145,7 @@ void add_run_flags(CLI::App& run, RunFlags& f) {
   run.add_option("--cpus", f.cpus, "Number of vCPUs (default 1)")->type_name("N");
   run.add_option("--disk", f.disks,
                  "Raw disk image as a virtio-blk device (repeatable; the first is /dev/vda)")
-      ->type_name("PATH[,ro][,id=SERIAL]")
+      ->type_name("PATH[,ro][,id=SERIAL][,bw=BYTES/s][,iops=N][,bw_burst=BYTES][,iops_burst=N]")
       ->allow_extra_args(false);
   run.add_flag("--root", f.root, "Boot from the first --disk (appends root=/dev/vda)");
   run.add_option("--config", f.config,
@@ -162,6 +184,29 @@ std::string version_string() {
   return std::string("kindling ") + KINDLING_VERSION;
 }
 
+namespace {
+
+// Applies one bw=, iops=, bw_burst= or iops_burst= option (`key` without the '='); false when
+// `key` is none of them. A rate is a bucket of one second's worth refilled every second.
+Result<bool, ConfigErr> apply_limit(std::string_view key, std::string_view value,
+                                    const std::string& what, RateLimiterConfig& rl) {
+  const bool bytes = key == "bw" || key == "bw_burst";
+  if (!bytes && key != "iops" && key != "iops_burst") return false;
+  auto n = parse_rate(value, bytes, what + ": " + std::string(key));
+  if (!n) return n.take_error();
+  std::optional<TokenBucketConfig>& bucket = bytes ? rl.bandwidth : rl.ops;
+  if (!bucket) bucket = TokenBucketConfig{};
+  if (key == "bw" || key == "iops") {
+    bucket->size = *n;
+    bucket->refill_time_ms = 1000;
+  } else {
+    bucket->one_time_burst = *n;
+  }
+  return true;
+}
+
+}  // namespace
+
 Result<DriveConfig, ConfigErr> parse_disk_spec(std::string_view spec) {
   const std::string what = "--disk " + std::string(spec);
   DriveConfig d;
@@ -182,9 +227,23 @@ Result<DriveConfig, ConfigErr> parse_disk_spec(std::string_view spec) {
         return fail(ConfigError::kInvalid, 0, what + ": id must be 1 to 20 bytes");
       }
     } else {
-      return fail(
-          ConfigError::kInvalid, 0,
-          what + ": unknown option \"" + std::string(opt) + "\" (expected ro, rw or id=SERIAL)");
+      size_t eq = opt.find('=');
+      auto limit = eq == std::string_view::npos
+                       ? Result<bool, ConfigErr>(false)
+                       : apply_limit(opt.substr(0, eq), opt.substr(eq + 1), what, d.rate_limiter);
+      if (!limit) return limit.take_error();
+      if (!*limit) {
+        return fail(ConfigError::kInvalid, 0,
+                    what + ": unknown option \"" + std::string(opt) +
+                        "\" (expected ro, rw, id=SERIAL, bw=, iops=, bw_burst= or iops_burst=)");
+      }
+    }
+  }
+  for (const auto* bucket : {&d.rate_limiter.bandwidth, &d.rate_limiter.ops}) {
+    if (*bucket && (*bucket)->size == 0) {
+      const char* name =
+          bucket == &d.rate_limiter.bandwidth ? "bw_burst needs bw=" : "iops_burst needs iops=";
+      return fail(ConfigError::kInvalid, 0, what + ": " + name);
     }
   }
   return d;

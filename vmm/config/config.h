@@ -7,26 +7,20 @@
 #include <string_view>
 #include <vector>
 
+#include "block/rate_limiter.h"
 #include "common/result.h"
 #include "vmm/layout.h"
 
 namespace kindling::vmm {
 
 // One Firecracker token bucket: `size` tokens (bytes or operations), refilled completely every
-// `refill_time_ms`; `one_time_burst` extra tokens are spent first and never refilled.
-struct TokenBucketConfig {
-  uint64_t size = 0;
-  uint64_t one_time_burst = 0;
-  uint64_t refill_time_ms = 0;
-  bool operator==(const TokenBucketConfig&) const = default;
-};
+// `refill_time_ms`; `one_time_burst` extra tokens are spent first and never refilled. Size 0 or
+// refill time 0: no limit (block::limits()).
+using TokenBucketConfig = block::TokenBucketConfig;
 
 // A drive's rate limiter (Firecracker's `rate_limiter`): either bucket may be absent (no limit).
-struct RateLimiterConfig {
-  std::optional<TokenBucketConfig> bandwidth;  // bytes
-  std::optional<TokenBucketConfig> ops;        // requests
-  bool operator==(const RateLimiterConfig&) const = default;
-};
+// The same type the device takes (virtio::BlockDevice::set_rate_limiter).
+using RateLimiterConfig = block::RateLimiterConfig;
 
 // One disk (a raw image) attached as a virtio-blk device, in attach order (vda, vdb, ...).
 struct DriveConfig {

@@ -280,6 +280,39 @@ Result<void, ConfigErr> parse_machine_config(const json& v, VmConfig& cfg) {
   return {};
 }
 
+// A non-negative integer member up to 2^64 - 1 (Firecracker's u64); nullopt when absent or null.
+Result<std::optional<uint64_t>, ConfigErr> opt_u64(const ObjectReader& r, std::string_view key) {
+  const json* v = r.find(key);
+  if (v == nullptr || v->is_null()) return std::optional<uint64_t>{};
+  if (!v->is_number_integer()) return wrong_type(r.path_of(key), "an integer", *v);
+  if (!v->is_number_unsigned() && v->get<int64_t>() < 0) {
+    return fail(ConfigError::kInvalid, 0, r.path_of(key) + ": must not be negative");
+  }
+  return std::optional<uint64_t>(v->get<uint64_t>());
+}
+
+// The same, required.
+Result<uint64_t, ConfigErr> req_u64(const ObjectReader& r, std::string_view key) {
+  KINDLING_TRY(v, opt_u64(r, key));
+  if (!v) return fail(ConfigError::kMissingKey, 0, r.path_of(key));
+  return *v;
+}
+
+// One Firecracker TokenBucket: {"size": N, "one_time_burst": N (optional), "refill_time": MS}.
+Result<std::optional<TokenBucketConfig>, ConfigErr> parse_bucket(const json* v,
+                                                                 const std::string& path) {
+  if (v == nullptr || v->is_null()) return std::optional<TokenBucketConfig>{};
+  KINDLING_TRY(r, ObjectReader::open(*v, path, {"size", "one_time_burst", "refill_time"}));
+  TokenBucketConfig b;
+  KINDLING_TRY(size, req_u64(r, "size"));
+  b.size = size;
+  KINDLING_TRY(burst, opt_u64(r, "one_time_burst"));
+  b.one_time_burst = burst.value_or(0);
+  KINDLING_TRY(refill, req_u64(r, "refill_time"));
+  b.refill_time_ms = refill;
+  return std::optional<TokenBucketConfig>(b);
+}
+
 Result<DriveConfig, ConfigErr> parse_drive(const json& v, const std::string& path,
                                            const std::string& base_dir) {
   KINDLING_TRY(
@@ -303,7 +336,10 @@ Result<DriveConfig, ConfigErr> parse_drive(const json& v, const std::string& pat
   if (partuuid && d.is_root) {
     return unsupported(r.path_of("partuuid"), "kindling boots the root drive as root=/dev/vdX");
   }
-  KINDLING_CHECK(r.null_only("rate_limiter"));
+  if (const json* limiter = r.find("rate_limiter"); limiter != nullptr) {
+    KINDLING_TRY(rl, parse_rate_limiter(*limiter, r.path_of("rate_limiter")));
+    d.rate_limiter = rl;
+  }
   // kindling always offers FLUSH and honours it, which satisfies both cache types: "Unsafe"
   // only says the guest need not flush, "Writeback" that its flushes reach the disk.
   KINDLING_CHECK(r.one_of("cache_type", {"Unsafe", "Writeback"}, "Unsafe"));
@@ -518,10 +554,29 @@ std::string describe_parse_error(const json::exception& e) {
   return "invalid JSON" + what;
 }
 
+}  // namespace
+
+Result<RateLimiterConfig, ConfigErr> parse_rate_limiter(const json& v, const std::string& path) {
+  RateLimiterConfig c;
+  if (v.is_null()) return c;
+  KINDLING_TRY(r, ObjectReader::open(v, path, {"bandwidth", "ops"}));
+  KINDLING_TRY(bandwidth, parse_bucket(r.find("bandwidth"), r.path_of("bandwidth")));
+  c.bandwidth = bandwidth;
+  KINDLING_TRY(ops, parse_bucket(r.find("ops"), r.path_of("ops")));
+  c.ops = ops;
+  return c;
+}
+
+RateLimiterConfig apply_rate_limiter_update(const RateLimiterConfig& current,
+                                            const RateLimiterConfig& update) {
+  RateLimiterConfig c = current;
+  if (update.bandwidth) c.bandwidth = update.bandwidth;
+  if (update.ops) c.ops = update.ops;
+  return c;
+}
+
 #undef KINDLING_TRY
 #undef KINDLING_CHECK
-
-}  // namespace
 
 Result<VmConfig, ConfigErr> parse_config_json(std::string_view text, const std::string& base_dir,
                                               ConfigWarnings* warnings) {

@@ -1,6 +1,7 @@
 // The JSON VM config: Firecracker's --config-file schema, the subset kindling implements.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,8 +16,8 @@ namespace kindling::vmm {
 using ConfigWarnings = std::vector<std::string>;
 
 // Reads and parses a config file; relative paths in it resolve against the file's folder.
-// Errors and warnings start with the file's path: "vm.json: drives[1].rate_limiter: not
-// supported". Warnings are appended to `warnings` when it is given.
+// Errors and warnings start with the file's path: "vm.json: vsock: not supported (kindling has
+// no vsock device)". Warnings are appended to `warnings` when it is given.
 Result<VmConfig, ConfigErr> load_config_file(const std::string& path,
                                              ConfigWarnings* warnings = nullptr);
 
@@ -29,5 +30,21 @@ Result<VmConfig, ConfigErr> load_config_file(const std::string& path,
 // naming the JSON path.
 Result<VmConfig, ConfigErr> parse_config_json(std::string_view text, const std::string& base_dir,
                                               ConfigWarnings* warnings = nullptr);
+
+// Parses a Firecracker `rate_limiter` object found at JSON path `path` (e.g.
+// "drives[0].rate_limiter", or "rate_limiter" for a PATCH /drives/{id} body):
+//   {"bandwidth": {"size": N, "one_time_burst": N, "refill_time": MS}, "ops": {...}}
+// null gives no buckets; a bucket may be absent or null; `size` and `refill_time` are required
+// non-negative integers, `one_time_burst` optional. A bucket with size 0 or refill_time 0 is kept
+// as given and limits nothing (as in Firecracker; see block::limits()). Errors name the path:
+// "drives[0].rate_limiter.ops.size: expected an integer, got string".
+Result<RateLimiterConfig, ConfigErr> parse_rate_limiter(const nlohmann::json& v,
+                                                        const std::string& path);
+
+// A PATCH of a live limiter (Firecracker's update rules): a bucket present in `update` replaces
+// the current one (a non-limiting one, size 0 or refill_time 0, turns that limit off); an absent
+// bucket keeps the current one.
+RateLimiterConfig apply_rate_limiter_update(const RateLimiterConfig& current,
+                                            const RateLimiterConfig& update);
 
 }  // namespace kindling::vmm

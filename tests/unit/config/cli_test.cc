@@ -215,6 +215,56 @@ TEST(ParseDiskSpec, Rejects) {
   }
 }
 
+TEST(ParseDiskSpec, RateLimits) {
+  auto d = parse_disk_spec("a.img,bw=10M,iops=500");
+  ASSERT_TRUE(d) << d.error().message();
+  ASSERT_TRUE(d->rate_limiter.bandwidth);
+  EXPECT_EQ(*d->rate_limiter.bandwidth, (TokenBucketConfig{10 << 20, 0, 1000}));
+  ASSERT_TRUE(d->rate_limiter.ops);
+  EXPECT_EQ(*d->rate_limiter.ops, (TokenBucketConfig{500, 0, 1000}));
+
+  auto bursts = parse_disk_spec("a.img,iops_burst=100,bw_burst=1G,ro,bw=512KiB,iops=20");
+  ASSERT_TRUE(bursts) << bursts.error().message();
+  EXPECT_TRUE(bursts->read_only);
+  EXPECT_EQ(*bursts->rate_limiter.bandwidth, (TokenBucketConfig{512 << 10, 1ULL << 30, 1000}));
+  EXPECT_EQ(*bursts->rate_limiter.ops, (TokenBucketConfig{20, 100, 1000}));
+
+  auto bytes = parse_disk_spec("a.img,bw=4096");
+  ASSERT_TRUE(bytes);
+  EXPECT_EQ(bytes->rate_limiter.bandwidth->size, 4096u);
+  EXPECT_FALSE(bytes->rate_limiter.ops);
+
+  auto plain = parse_disk_spec("a.img");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->rate_limiter, RateLimiterConfig{});
+}
+
+TEST(ParseDiskSpec, RejectsBadRateLimits) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"a.img,bw=0",
+       "--disk a.img,bw=0: bw: expected a positive integer of bytes (suffix K, M or "
+       "G allowed)"},
+      {"a.img,bw=10T", "bw: expected a positive integer of bytes"},
+      {"a.img,bw=-1", "bw: expected a positive integer of bytes"},
+      {"a.img,bw=", "bw: expected a positive integer of bytes"},
+      {"a.img,bw=20000000000G", "bw: expected a positive integer of bytes"},
+      {"a.img,iops=1.5", "--disk a.img,iops=1.5: iops: expected a positive integer"},
+      {"a.img,iops=5K", "iops: expected a positive integer"},
+      {"a.img,bw_burst=1M", "--disk a.img,bw_burst=1M: bw_burst needs bw="},
+      {"a.img,iops_burst=10,bw=1M", "iops_burst needs iops="},
+      {"a.img,ops=5",
+       "unknown option \"ops=5\" (expected ro, rw, id=SERIAL, bw=, iops=, "
+       "bw_burst= or iops_burst=)"},
+  };
+  for (const auto& [spec, message] : cases) {
+    auto d = parse_disk_spec(spec);
+    ASSERT_FALSE(d) << spec;
+    EXPECT_EQ(d.error().code, ConfigError::kInvalid) << spec;
+    EXPECT_NE(d.error().message().find(message), std::string::npos)
+        << spec << ": " << d.error().message();
+  }
+}
+
 const char* kFileConfig = R"({
   "boot-source": {"kernel_image_path": "vmlinux", "boot_args": "from=file"},
   "machine-config": {"vcpu_count": 2, "mem_size_mib": 512},

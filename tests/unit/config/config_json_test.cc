@@ -129,6 +129,68 @@ TEST(ConfigJson, KindlingExtensions) {
   EXPECT_EQ(cfg->drives[1].io_engine, "libaio");  // kindling's default engine
 }
 
+TEST(ConfigJson, DriveRateLimiterWithFirecrackersKeys) {
+  json j = firecracker_config();
+  j["drives"][0]["rate_limiter"] = json::parse(R"({
+      "bandwidth": {"size": 10485760, "one_time_burst": 20971520, "refill_time": 1000},
+      "ops": {"size": 500, "refill_time": 1000}})");
+  auto cfg = parse(j);
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  const RateLimiterConfig& rl = cfg->drives[0].rate_limiter;
+  ASSERT_TRUE(rl.bandwidth);
+  EXPECT_EQ(*rl.bandwidth, (TokenBucketConfig{10485760, 20971520, 1000}));
+  ASSERT_TRUE(rl.ops);
+  EXPECT_EQ(*rl.ops, (TokenBucketConfig{500, 0, 1000})) << "one_time_burst defaults to 0";
+  EXPECT_TRUE(block::limits(rl));
+
+  // Absent, null and empty all mean no limit.
+  for (const char* text : {R"(null)", R"({})", R"({"bandwidth": null, "ops": null})"}) {
+    j["drives"][0]["rate_limiter"] = json::parse(text);
+    auto none = parse(j);
+    ASSERT_TRUE(none) << text << ": " << none.error().message();
+    EXPECT_EQ(none->drives[0].rate_limiter, RateLimiterConfig{}) << text;
+  }
+  // Size 0 or refill_time 0 is accepted as Firecracker accepts it, and limits nothing.
+  j["drives"][0]["rate_limiter"] = json::parse(R"({
+      "bandwidth": {"size": 0, "refill_time": 100}, "ops": {"size": 5, "refill_time": 0}})");
+  auto zero = parse(j);
+  ASSERT_TRUE(zero) << zero.error().message();
+  EXPECT_TRUE(zero->drives[0].rate_limiter.bandwidth);
+  EXPECT_FALSE(block::limits(zero->drives[0].rate_limiter));
+  // The largest u64 fits.
+  j["drives"][0]["rate_limiter"] = json::parse(R"({
+      "bandwidth": {"size": 18446744073709551615, "refill_time": 18446744073709551615}})");
+  auto huge = parse(j);
+  ASSERT_TRUE(huge) << huge.error().message();
+  EXPECT_EQ(huge->drives[0].rate_limiter.bandwidth->size, UINT64_MAX);
+}
+
+TEST(ParseRateLimiter, ForAPatchBody) {
+  auto rl =
+      parse_rate_limiter(json::parse(R"({"ops": {"size": 7, "refill_time": 70}})"), "rate_limiter");
+  ASSERT_TRUE(rl) << rl.error().message();
+  EXPECT_FALSE(rl->bandwidth);
+  EXPECT_EQ(*rl->ops, (TokenBucketConfig{7, 0, 70}));
+  auto bad = parse_rate_limiter(json::parse(R"({"ops": {"size": "7", "refill_time": 70}})"),
+                                "rate_limiter");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(), "rate_limiter.ops.size: expected an integer, got string");
+}
+
+TEST(ParseRateLimiter, UpdateReplacesOnlyTheBucketsGiven) {
+  RateLimiterConfig current;
+  current.bandwidth = TokenBucketConfig{1000, 0, 100};
+  current.ops = TokenBucketConfig{10, 0, 100};
+  RateLimiterConfig patch;
+  patch.ops = TokenBucketConfig{0, 0, 0};  // turns the ops limit off
+  RateLimiterConfig next = apply_rate_limiter_update(current, patch);
+  EXPECT_EQ(next.bandwidth, current.bandwidth) << "absent: unchanged";
+  EXPECT_EQ(next.ops, patch.ops);
+  EXPECT_TRUE(block::limits(next));
+  EXPECT_FALSE(next.ops && block::limits(*next.ops));
+  EXPECT_EQ(apply_rate_limiter_update(current, {}), current);
+}
+
 TEST(ConfigJson, RelativePathsResolveAgainstTheBaseFolder) {
   json j = firecracker_config();
   j["boot-source"]["kernel_image_path"] = "../build/vmlinux";
@@ -168,11 +230,46 @@ const BadCase kBadCases[] = {
      "drives: expected an array, got object"},
     {"machine-config array", [](json& j) { j["machine-config"] = json::array(); },
      ConfigError::kWrongType, "machine-config: expected an object, got array"},
-    {"rate limiter",
+    {"rate limiter bucket not an object",
      [](json& j) {
        j["drives"][0]["rate_limiter"] = {{"bandwidth", 1}};
      },
-     ConfigError::kUnsupported, "drives[0].rate_limiter: not supported"},
+     ConfigError::kWrongType, "drives[0].rate_limiter.bandwidth: expected an object, got number"},
+    {"rate limiter not an object", [](json& j) { j["drives"][0]["rate_limiter"] = "10M"; },
+     ConfigError::kWrongType, "drives[0].rate_limiter: expected an object, got string"},
+    {"rate limiter unknown key",
+     [](json& j) {
+       j["drives"][0]["rate_limiter"] = {{"iops", {{"size", 1}, {"refill_time", 1}}}};
+     },
+     ConfigError::kUnknownKey, "drives[0].rate_limiter.iops: unknown key"},
+    {"token bucket unknown key",
+     [](json& j) {
+       j["drives"][0]["rate_limiter"]["ops"] = {{"size", 1}, {"refill_time", 1}, {"burst", 5}};
+     },
+     ConfigError::kUnknownKey, "drives[0].rate_limiter.ops.burst: unknown key"},
+    {"token bucket without size",
+     [](json& j) {
+       j["drives"][0]["rate_limiter"]["bandwidth"] = {{"refill_time", 100}};
+     },
+     ConfigError::kMissingKey, "drives[0].rate_limiter.bandwidth.size: missing required key"},
+    {"token bucket negative size",
+     [](json& j) {
+       j["drives"][0]["rate_limiter"]["ops"] = {{"size", -1}, {"refill_time", 100}};
+     },
+     ConfigError::kInvalid, "drives[0].rate_limiter.ops.size: must not be negative"},
+    {"token bucket fractional refill",
+     [](json& j) {
+       j["drives"][0]["rate_limiter"]["ops"] = {{"size", 1}, {"refill_time", 0.5}};
+     },
+     ConfigError::kWrongType,
+     "drives[0].rate_limiter.ops.refill_time: expected an integer, got number"},
+    {"token bucket string burst",
+     [](json& j) {
+       j["drives"][0]["rate_limiter"]["bandwidth"] = {
+           {"size", 1}, {"refill_time", 1}, {"one_time_burst", "1M"}};
+     },
+     ConfigError::kWrongType,
+     "drives[0].rate_limiter.bandwidth.one_time_burst: expected an integer, got string"},
     {"vhost-user socket", [](json& j) { j["drives"][0]["socket"] = "/run/vhost.sock"; },
      ConfigError::kUnsupported,
      "drives[0].socket: not supported (kindling has no vhost-user drives)"},
@@ -357,11 +454,12 @@ TEST(LoadConfigFile, ResolvesAgainstTheFilesFolder) {
 TEST(LoadConfigFile, ErrorsStartWithTheFile) {
   TempDir dir;
   json j = firecracker_config();
-  j["drives"][0]["rate_limiter"] = json::object();
+  j["drives"][0]["rate_limiter"] = {{"ops", {{"size", -1}, {"refill_time", 1}}}};
   std::string file = dir.write("bad.json", j.dump());
   auto cfg = load_config_file(file);
   ASSERT_FALSE(cfg);
-  EXPECT_EQ(cfg.error().message(), file + ": drives[0].rate_limiter: not supported");
+  EXPECT_EQ(cfg.error().message(),
+            file + ": drives[0].rate_limiter.ops.size: must not be negative");
 }
 
 TEST(LoadConfigFile, MissingOrUnreadableFile) {

@@ -181,6 +181,18 @@ const GoodConfig kGoodConfigs[] = {
      256,
      0,
      {"boot-sourc: unknown key, ignored", "mmds-version: unknown key, ignored"}},
+    // docs/api_requests: a drive with both token buckets (one_time_burst optional).
+    {"drive_rate_limiter",
+     R"({"boot-source": {"kernel_image_path": "vmlinux.bin"},
+         "drives": [{"drive_id": "rootfs", "path_on_host": "disk.img", "is_root_device": true,
+                     "rate_limiter": {
+                       "bandwidth": {"size": 52428800, "one_time_burst": 104857600,
+                                     "refill_time": 1000},
+                       "ops": {"size": 100, "refill_time": 1000}}}]})",
+     1,
+     256,
+     1,
+     {}},
 };
 
 // gtest prints a row by its name rather than its bytes.
@@ -324,10 +336,10 @@ const BadConfig kBadConfigs[] = {
                     "partuuid": "0eaa91a0-01"}])",
      ConfigError::kUnsupported,
      "drives[0].partuuid: not supported (kindling boots the root drive as root=/dev/vdX)"},
-    {"drive_rate_limiter",
+    {"drive_rate_limiter_missing_refill_time",
      R"("drives": [{"drive_id": "rootfs", "path_on_host": "disk.img", "is_root_device": true,
-                    "rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}}])",
-     ConfigError::kUnsupported, "drives[0].rate_limiter: not supported"},
+                    "rate_limiter": {"ops": {"size": 100}}}])",
+     ConfigError::kMissingKey, "drives[0].rate_limiter.ops.refill_time: missing required key"},
 };
 
 void PrintTo(const BadConfig& c, std::ostream* os) {
