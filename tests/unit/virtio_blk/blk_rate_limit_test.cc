@@ -173,8 +173,9 @@ TEST(BlkRateLimit, SetterChangesTheLimitLive) {
   EXPECT_EQ(rest[1].tag, 2);
 
   // Two ops per hour from now on: two more pass (a new bucket starts full), the third waits.
-  l.dev->set_rate_limiter(ops_limit(2, kHourMs));
+  // Read before the update: the I/O thread may take it before the next line runs.
   const uint64_t before = l.dev->stats().rate_limiter_event_count;
+  l.dev->set_rate_limiter(ops_limit(2, kHourMs));
   ASSERT_TRUE(test::eventually([&] { return l.dev->stats().rate_limiter_event_count > before; }));
   for (uint16_t t = 3; t < 6; ++t) ASSERT_TRUE(drv.add(t, VIRTIO_BLK_T_IN, t * 8, 4096));
   const uint64_t held_before = l.dev->stats().rate_limiter_throttled_events;
