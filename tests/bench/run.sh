@@ -6,7 +6,8 @@
 # Usage: tests/bench/run.sh BUILD_DIR
 # Environment: BENCH_SECONDS (default 2) per measurement, BENCH_ROUNDS (default 7) paired rounds
 # per case, BENCH_IMAGE (default BUILD_DIR/bench/bench-1g.img; must be on a disk filesystem, not
-# tmpfs), BENCH_CASES (names to run).
+# tmpfs), BENCH_CASES (names to run), BENCH_ENGINE (kindling's engine: libaio (default),
+# io_uring or sync).
 set -euo pipefail
 
 build=${1:-build}
@@ -14,6 +15,7 @@ seconds=${BENCH_SECONDS:-2}
 rounds=${BENCH_ROUNDS:-7}
 bench="$build/tests/bench/kindling_blk_bench"
 image=${BENCH_IMAGE:-$build/bench/bench-1g.img}
+engine=${BENCH_ENGINE:-libaio}
 image_bytes=$((1024 * 1024 * 1024))
 
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -38,7 +40,8 @@ fi
 # kindling_case RW BS QD MERGE -> "iops io_submit merged"
 kindling_case() {
   local out
-  out=$("$bench" --image "$image" --rw "$1" --bs "$2" --qd "$3" --merge "$4" --seconds "$seconds") ||
+  out=$("$bench" --image "$image" --rw "$1" --bs "$2" --qd "$3" --merge "$4" --seconds "$seconds" \
+    --engine "$engine") ||
     die "kindling_blk_bench failed: $out"
   awk '{for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         print v["iops"], v["io_submit"], v["merged"]}' <<<"$out"
