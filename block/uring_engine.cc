@@ -87,7 +87,11 @@ UringEngine::~UringEngine() {
     } else {
       --queued_;
     }
-  }
+  }  // The ring's teardown runs later in a kernel worker, and a registered file stays open (with
+  // the image's lock) until then: the next process to open the image would find it locked.
+  // Unregistering drops that reference now.
+  if (!fixed_.empty()) (void)io_uring_unregister_buffers(ring_.get());
+  (void)io_uring_unregister_files(ring_.get());
 }
 
 void UringEngine::register_memory(std::span<const iovec> regions) {

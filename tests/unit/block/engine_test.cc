@@ -632,3 +632,29 @@ TEST(UringEngine, FixedBuffersWhereRegistered) {
 
 }  // namespace
 }  // namespace kindling::block
+
+namespace kindling::block {
+namespace {
+
+// The image's lock goes with the engine: a registered file would keep the image open (and
+// locked) until the kernel tears the ring down later, so the next open would find it locked.
+TEST(UringEngine, ImageLockIsReleasedWithTheEngine) {
+  TempImage t(kImage);
+  for (int i = 0; i < 5; ++i) {
+    auto img = RawImage::open(t.path(), false);
+    ASSERT_TRUE(img) << "round " << i << ": " << img.error().message();
+    auto e = UringEngine::create(*img, 8);
+    ASSERT_TRUE(e) << e.error().message();
+    Buf b(4096);
+    iovec v = b.iov();
+    ASSERT_TRUE((*e)->read(0, {&v, 1}, 1));
+    ASSERT_TRUE((*e)->flush_submissions());
+    Completion c[1];
+    pollfd p{(*e)->notifier_fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1);
+    ASSERT_EQ((*e)->reap(c), 1u);
+  }
+}
+
+}  // namespace
+}  // namespace kindling::block
