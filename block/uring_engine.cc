@@ -35,7 +35,9 @@ UringRing::~UringRing() {
 }
 
 int UringRing::init(unsigned entries) {
-  int r = io_uring_queue_init(entries, &ring_, 0);
+  // CLAMP: a deep queue (32768 entries, so 65536 operations) gets the kernel's largest ring;
+  // start() then submits early when the ring is full.
+  int r = io_uring_queue_init(entries, &ring_, IORING_SETUP_CLAMP);
   live_ = r == 0;
   return r;
 }
@@ -147,7 +149,11 @@ void UringEngine::start(const KernelOp& op) {
   }
   io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
   if (sqe == nullptr) {
-    // Cannot happen (the ring holds two SQEs per request); fail the op rather than block.
+    submit();  // a clamped ring is full: hand what it holds to the kernel first
+    sqe = io_uring_get_sqe(ring_.get());
+  }
+  if (sqe == nullptr) {
+    // The kernel refused the submission: fail the op rather than block.
     local_done_.emplace_back(op.tag, -EAGAIN);
     (void)notifier_.signal();
     return;

@@ -636,6 +636,17 @@ TEST(UringEngine, FixedBuffersWhereRegistered) {
 namespace kindling::block {
 namespace {
 
+// The deepest queue the device allows (32768, two operations per request) is more than the
+// kernel's largest ring: the ring is clamped, not refused (no fallback to libaio).
+TEST(UringEngine, DeepestQueueGetsAClampedRing) {
+  TempImage t(kImage);
+  auto img = RawImage::open(t.path(), false);
+  ASSERT_TRUE(img);
+  auto e = UringEngine::create(*img, 32768);
+  ASSERT_TRUE(e) << e.error().message();
+  EXPECT_EQ((*e)->max_in_flight(), 32768u);
+}
+
 // The image's lock goes with the engine: a registered file would keep the image open (and
 // locked) until the kernel tears the ring down later, so the next open would find it locked.
 TEST(UringEngine, ImageLockIsReleasedWithTheEngine) {
