@@ -127,9 +127,11 @@ class AioEngine final : public AlignedEngine {
   std::vector<iocb*> pending_;  // ring: prepared, not yet accepted by io_submit
   size_t pending_head_ = 0;
   size_t pending_count_ = 0;
-  std::vector<iocb*> batch_;                               // scratch for io_submit
-  std::vector<io_event> events_;                           // scratch for io_getevents
-  std::vector<std::pair<uint64_t, int64_t>> helper_done_;  // flushes done off-thread
+  std::vector<iocb*> batch_;      // scratch for io_submit
+  std::vector<io_event> events_;  // scratch for io_getevents
+  std::vector<std::pair<uint64_t, int64_t>>
+      helper_done_;  // flushes done off-thread, inline fallocates
+  std::vector<std::pair<uint64_t, int64_t>> done_scratch_;  // helper_done_ being completed
   size_t kernel_in_flight_ = 0;
   unsigned idle_refusals_ = 0;  // refusals in a row with nothing in flight (kIdleSubmitRetries)
   SubmitFn submit_fn_;          // empty outside tests

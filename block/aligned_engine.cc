@@ -18,6 +18,15 @@ Result<void, BlockErr> AlignedEngine::submit(ReqKind kind, uint64_t offset,
   return r;
 }
 
+Result<void, BlockErr> AlignedEngine::submit_range(ReqKind kind, uint64_t offset, uint64_t length,
+                                                   bool may_unmap, uint64_t cookie) {
+  size_t ready_before = io_.ready();
+  auto r = io_.submit_range(kind, offset, length, may_unmap, cookie);
+  if (r) after_accept();
+  announce(ready_before);
+  return r;
+}
+
 size_t AlignedEngine::reap(std::span<Completion> out) {
   (void)notifier_.consume();
   collect_completions();

@@ -26,6 +26,13 @@ class AlignedEngine : public IoEngine, protected OpSink {
   Result<void, BlockErr> flush(uint64_t cookie) final {
     return submit(ReqKind::kFlush, 0, {}, cookie);
   }
+  Result<void, BlockErr> discard(uint64_t offset, uint64_t length, uint64_t cookie) final {
+    return submit_range(ReqKind::kDiscard, offset, length, false, cookie);
+  }
+  Result<void, BlockErr> write_zeroes(uint64_t offset, uint64_t length, bool may_unmap,
+                                      uint64_t cookie) final {
+    return submit_range(ReqKind::kWriteZeroes, offset, length, may_unmap, cookie);
+  }
   // Consumes the eventfd, lets the engine collect (collect_completions), then hands out what
   // is ready; completions left behind (a small `out`) signal the eventfd again.
   size_t reap(std::span<Completion> out) final;
@@ -68,6 +75,8 @@ class AlignedEngine : public IoEngine, protected OpSink {
  private:
   Result<void, BlockErr> submit(ReqKind kind, uint64_t offset, std::span<const iovec> iov,
                                 uint64_t cookie);
+  Result<void, BlockErr> submit_range(ReqKind kind, uint64_t offset, uint64_t length,
+                                      bool may_unmap, uint64_t cookie);
 };
 
 }  // namespace kindling::block

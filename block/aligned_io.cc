@@ -1,5 +1,6 @@
 #include "block/aligned_io.h"
 
+#include <fcntl.h>
 #include <limits.h>
 
 #include <algorithm>
@@ -51,6 +52,14 @@ void zero_from(std::span<const iovec> iov, size_t from) {
   }
 }
 
+bool range_kind(ReqKind k) {
+  return k == ReqKind::kDiscard || k == ReqKind::kWriteZeroes;
+}
+// Kinds that change the image: they take part in the write ordering (active_writes_).
+bool writes(ReqKind k) {
+  return k == ReqKind::kWrite || range_kind(k);
+}
+
 bool overlaps(uint64_t a_lo, uint64_t a_hi, uint64_t b_lo, uint64_t b_hi) {
   return a_lo < b_hi && b_lo < a_hi;
 }
@@ -71,9 +80,12 @@ struct AlignedIo::Slot {
   bool bounced = false;
   bool rmw = false;  // a write widened to aligned head/tail blocks
   bool active_write = false;
-  size_t active_pos = 0;  // index in active_writes_
-  int pending = 0;        // kernel ops outstanding
-  int64_t error = 0;      // first failure of the current phase
+  size_t active_pos = 0;   // index in active_writes_
+  int pending = 0;         // kernel ops outstanding
+  int64_t error = 0;       // first failure of the current phase
+  bool may_unmap = false;  // WRITE_ZEROES: deallocating is allowed
+  int falloc_mode = 0;     // DISCARD/WRITE_ZEROES: the fallocate in flight (0: zero writes)
+  uint64_t zero_pos = 0;   // WRITE_ZEROES fallback: the next byte to write
 };
 
 AlignedIo::AlignedIo(const RawImage& image, size_t max_in_flight, OpSink& sink,
@@ -143,10 +155,132 @@ Result<void, BlockErr> AlignedIo::submit(ReqKind kind, uint64_t offset, std::spa
   return {};
 }
 
+Result<void, BlockErr> AlignedIo::submit_range(ReqKind kind, uint64_t offset, uint64_t length,
+                                               bool may_unmap, uint64_t cookie) {
+  if (!range_kind(kind)) return fail(BlockError::kSubmit, EINVAL, "not a discard/write-zeroes");
+  if (accepted_ >= slots_.size() || free_slots_.empty()) {
+    return fail(BlockError::kQueueFull, EAGAIN);
+  }
+  if (offset + length < offset) return fail(BlockError::kSubmit, EINVAL, "range overflows");
+  ++accepted_;
+  ++requests_;
+  if (image_.read_only()) {
+    push_ready(cookie, -EROFS);
+    return {};
+  }
+  if (length == 0) {
+    push_ready(cookie, 0);
+    return {};
+  }
+  uint32_t idx = free_slots_.back();
+  free_slots_.pop_back();
+  Slot& s = slots_[idx];
+  s.cookie = cookie;
+  s.kind = kind;
+  s.offset = s.lo = offset;
+  s.length = length;
+  s.hi = offset + length;
+  s.guest.clear();
+  s.bounced = false;
+  s.rmw = false;
+  s.pending = 0;
+  s.error = 0;
+  s.may_unmap = may_unmap;
+  s.falloc_mode = 0;
+  admit(idx);
+  return {};
+}
+
+// The next step of a DISCARD/WRITE_ZEROES: the first fallocate mode not known to be refused,
+// else the fallback (see submit_range).
+void AlignedIo::start_range(uint32_t idx) {
+  Slot& s = slots_[idx];
+  s.pending = 1;
+  bool punch = s.kind == ReqKind::kDiscard || s.may_unmap;
+  int mode = 0;
+  if (punch && !punch_refused_) {
+    mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+  } else if (s.kind == ReqKind::kDiscard) {
+    finish(idx, 0);  // advisory: the data may stay
+    return;
+  } else if (!zero_range_refused_) {
+    mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+  }
+  s.falloc_mode = mode;
+  if (mode != 0) {
+    KernelOp op;
+    op.kind = KernelOp::Kind::kFallocate;
+    op.offset = s.lo;
+    op.length = s.hi - s.lo;
+    op.mode = mode;
+    op.tag = uint64_t{idx} << 2;
+    sink_.start(op);
+    return;
+  }
+  const uint64_t oa = image_.offset_align();
+  if (image_.direct() && (s.lo % oa != 0 || s.hi % oa != 0)) {
+    finish(idx, -EINVAL);
+    return;
+  }
+  if (!zeroes_) {
+    zeroes_ = AlignedBuffer::allocate(kZeroChunkBytes / kZeroIovecs, image_.mem_align());
+    if (!zeroes_) {
+      finish(idx, -ENOMEM);
+      return;
+    }
+    std::memset(zeroes_.data(), 0, zeroes_.size());
+  }
+  s.zero_pos = s.lo;
+  start_zero_chunk(idx);
+}
+
+void AlignedIo::start_zero_chunk(uint32_t idx) {
+  Slot& s = slots_[idx];
+  uint64_t left = std::min(kZeroChunkBytes, s.hi - s.zero_pos);
+  s.guest.clear();
+  while (left > 0) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(left, zeroes_.size()));
+    s.guest.push_back({zeroes_.data(), n});
+    left -= n;
+  }
+  s.pending = 1;
+  start_op(idx, Part::kMain, KernelOp::Kind::kWrite, s.zero_pos, s.guest.data(),
+           static_cast<int>(s.guest.size()));
+}
+
+void AlignedIo::range_done(uint32_t idx, int64_t result) {
+  Slot& s = slots_[idx];
+  if (s.falloc_mode != 0) {
+    if (result == -EOPNOTSUPP || result == -ENOSYS) {
+      // The file system (or the kernel) does not do this mode: remember, and fall back.
+      if (s.falloc_mode & FALLOC_FL_PUNCH_HOLE) {
+        punch_refused_ = true;
+      } else {
+        zero_range_refused_ = true;
+      }
+      start_range(idx);
+      return;
+    }
+    finish(idx, result < 0 ? result : 0);
+    return;
+  }
+  uint64_t chunk = std::min(kZeroChunkBytes, s.hi - s.zero_pos);
+  if (result < 0 || static_cast<uint64_t>(result) != chunk) {
+    finish(idx, result < 0 ? result : -EIO);
+    return;
+  }
+  s.zero_pos += chunk;
+  if (s.zero_pos == s.hi) {
+    finish(idx, 0);
+    return;
+  }
+  start_zero_chunk(idx);
+}
+
 // Starts a request that has what it needs, or queues a write behind an overlapping one.
 void AlignedIo::admit(uint32_t idx) {
   Slot& s = slots_[idx];
-  if (s.kind == ReqKind::kWrite && conflicts(s, waiting_.size())) {
+  if (writes(s.kind) && conflicts(s, waiting_.size())) {
     waiting_.push_back(idx);
     return;
   }
@@ -218,7 +352,7 @@ bool AlignedIo::conflicts(const Slot& s, size_t waiting_before) const {
 
 void AlignedIo::start_slot(uint32_t idx) {
   Slot& s = slots_[idx];
-  if (s.kind == ReqKind::kWrite) {
+  if (writes(s.kind)) {
     s.active_write = true;
     s.active_pos = active_writes_.size();
     active_writes_.push_back(idx);
@@ -243,6 +377,7 @@ void AlignedIo::start_slot(uint32_t idx) {
 
 void AlignedIo::start_main(uint32_t idx) {
   Slot& s = slots_[idx];
+  if (range_kind(s.kind)) return start_range(idx);
   s.pending = 1;
   if (s.kind == ReqKind::kFlush) {
     start_op(idx, Part::kMain, KernelOp::Kind::kSync, 0, nullptr, 0);
@@ -274,6 +409,7 @@ void AlignedIo::complete(uint64_t tag, int64_t result) {
   auto part = static_cast<Part>(tag & 3);
   if (idx >= slots_.size()) return;
   Slot& s = slots_[idx];
+  if (range_kind(s.kind)) return range_done(idx, result);
   uint64_t expected = 0;
   uint64_t op_offset = 0;
   if (s.kind == ReqKind::kFlush) {

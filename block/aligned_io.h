@@ -18,9 +18,12 @@ class RawImage;
 
 // One kernel operation on the image file that a request needs (a request needs one to three).
 struct KernelOp {
-  enum class Kind : uint8_t { kRead, kWrite, kSync };
+  // kFallocate: fallocate(fd, mode, offset, length) with `mode` one of FALLOC_FL_*.
+  enum class Kind : uint8_t { kRead, kWrite, kSync, kFallocate };
   Kind kind = Kind::kRead;
   uint64_t offset = 0;         // file offset (aligned when the image is direct)
+  uint64_t length = 0;         // kFallocate only: bytes
+  int mode = 0;                // kFallocate only
   const iovec* iov = nullptr;  // stays valid until the op is completed
   int iovcnt = 0;
   uint64_t tag = 0;  // hand back to AlignedIo::complete() with the result
@@ -36,7 +39,7 @@ class OpSink {
 };
 
 // The kinds of request a caller submits.
-enum class ReqKind : uint8_t { kRead, kWrite, kFlush };
+enum class ReqKind : uint8_t { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
 
 // Tracks up to `max_in_flight` requests from acceptance to reaping. Single-threaded.
 // Bounce buffers come from a pool with a fixed budget: a request that finds the budget spent
@@ -54,6 +57,14 @@ class AlignedIo {
   // operations. kQueueFull when max_in_flight requests are accepted and not yet reaped.
   Result<void, BlockErr> submit(ReqKind kind, uint64_t offset, std::span<const iovec> iov,
                                 uint64_t cookie);
+  // Accepts a DISCARD or WRITE_ZEROES of [offset, offset + length) (see IoEngine). Tries
+  // fallocate first (discard: PUNCH_HOLE; write-zeroes: PUNCH_HOLE when `may_unmap`, else
+  // ZERO_RANGE, both KEEP_SIZE); a mode the file system refuses (EOPNOTSUPP) is not tried again,
+  // and the request falls back: a discard does nothing (it is advisory), a write-zeroes tries
+  // ZERO_RANGE, then writes zeroes in kZeroChunkBytes pieces (a direct image needs the range
+  // aligned to its offset_align for that, else -EINVAL).
+  Result<void, BlockErr> submit_range(ReqKind kind, uint64_t offset, uint64_t length,
+                                      bool may_unmap, uint64_t cookie);
   // The result of a kernel op started through the sink (bytes or -errno).
   void complete(uint64_t tag, int64_t result);
   // Moves finished requests into `out`; returns how many.
@@ -85,6 +96,9 @@ class AlignedIo {
   void start_main(uint32_t idx);
   void start_op(uint32_t idx, Part part, KernelOp::Kind kind, uint64_t offset, const iovec* iov,
                 int iovcnt);
+  void start_range(uint32_t idx);
+  void range_done(uint32_t idx, int64_t result);
+  void start_zero_chunk(uint32_t idx);
   void finish(uint32_t idx, int64_t result);
   void push_ready(uint64_t cookie, int64_t result);
   bool conflicts(const Slot& s, size_t waiting_before) const;
@@ -106,6 +120,14 @@ class AlignedIo {
   size_t accepted_ = 0;
   uint64_t requests_ = 0;
   uint64_t bounced_ = 0;
+  bool punch_refused_ = false;       // the file system refused FALLOC_FL_PUNCH_HOLE
+  bool zero_range_refused_ = false;  // ... FALLOC_FL_ZERO_RANGE
+  AlignedBuffer zeroes_;  // kZeroChunkBytes of zeroes for the write-zeroes fallback (lazily)
 };
+
+// The bytes one write of the write-zeroes fallback covers: kZeroIovecs iovecs that all point at
+// one zeroed buffer of kZeroChunkBytes / kZeroIovecs bytes.
+inline constexpr size_t kZeroIovecs = 16;
+inline constexpr uint64_t kZeroChunkBytes = uint64_t{1} << 20;
 
 }  // namespace kindling::block

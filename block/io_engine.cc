@@ -5,6 +5,8 @@
 #include "block/aio_engine.h"
 #include "block/raw_image.h"
 #include "block/sync_engine.h"
+#include "block/uring_engine.h"
+#include "common/log.h"
 
 namespace kindling::block {
 
@@ -25,7 +27,7 @@ const char* to_string(BlockError e) {
     case BlockError::kQueueFull:
       return "too many requests in flight";
     case BlockError::kUnknownEngine:
-      return "unknown I/O engine (known: libaio, sync)";
+      return "unknown I/O engine (known: libaio, io_uring, sync)";
   }
   return "block error";
 }
@@ -36,6 +38,13 @@ Result<std::unique_ptr<IoEngine>, BlockErr> make_engine(std::string_view name, R
     auto e = AioEngine::create(image, max_in_flight, true, kDefaultSubmitBatch, confine);
     if (!e) return e.take_error();
     return std::unique_ptr<IoEngine>(std::move(*e));
+  }
+  if (name == "io_uring") {
+    auto e = UringEngine::create(image, max_in_flight);
+    if (e) return std::unique_ptr<IoEngine>(std::move(*e));
+    KLOG_WARN("%s: io_uring unavailable (%s): using libaio", image.path().c_str(),
+              e.error().message().c_str());
+    return make_engine("libaio", image, max_in_flight);
   }
   if (name == "sync") {
     auto e = SyncEngine::create(image, max_in_flight);

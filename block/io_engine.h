@@ -62,6 +62,17 @@ class IoEngine {
                                        uint64_t cookie) = 0;
   // Make every write completed before this call stable (fdatasync semantics).
   virtual Result<void, BlockErr> flush(uint64_t cookie) = 0;
+  // Deallocates [offset, offset + length) where the file system can (virtio-blk DISCARD): the
+  // range then reads as zeroes or as before. Completes with 0, or -errno (-EROFS read-only).
+  virtual Result<void, BlockErr> discard(uint64_t offset, uint64_t length, uint64_t cookie) = 0;
+  // Makes [offset, offset + length) read as zeroes (virtio-blk WRITE_ZEROES); `may_unmap` lets
+  // the engine deallocate the range, else it stays allocated. Completes with 0, or -errno.
+  virtual Result<void, BlockErr> write_zeroes(uint64_t offset, uint64_t length, bool may_unmap,
+                                              uint64_t cookie) = 0;
+  // The memory later iovecs will point into (guest RAM), for engines that can register it with
+  // the kernel (io_uring fixed buffers). Optional: iovecs outside it still work. Call it only
+  // while nothing is in flight; an empty span forgets earlier regions.
+  virtual void register_memory(std::span<const iovec> regions) { (void)regions; }
   // Hands queued requests to the kernel (one io_submit per batch where possible).
   virtual Result<void, BlockErr> flush_submissions() = 0;
   // Non-blocking: collects finished requests into `out`, returns how many.
@@ -77,11 +88,15 @@ class IoEngine {
 
 class RawImage;
 
-// Creates the engine called `name` ("libaio" or "sync") over `image`, which must outlive it.
-// `max_in_flight` bounds the requests accepted and not yet reaped (the io_context size).
-// Destroying an engine waits for the kernel operations in flight; reap until in_flight() is 0
-// first so that every request also completes. With `confine`, a thread the engine starts
-// confines itself (common/seccomp/seccomp.h).
+// The engine names make_engine() knows, for the CLI and the config checks.
+inline constexpr std::string_view kEngineNames[] = {"libaio", "io_uring", "sync"};
+
+// Creates the engine called `name` ("libaio", "io_uring" or "sync") over `image`, which must
+// outlive it. `max_in_flight` bounds the requests accepted and not yet reaped (the io_context
+// size). Destroying an engine waits for the kernel operations in flight; reap until in_flight() is
+// 0 first so that every request also completes. "io_uring" falls back to libaio (one log line)
+// where the kernel refuses io_uring. With `confine`, a thread the engine starts confines itself
+// (common/seccomp/seccomp.h).
 Result<std::unique_ptr<IoEngine>, BlockErr> make_engine(std::string_view name, RawImage& image,
                                                         size_t max_in_flight, bool confine = false);
 

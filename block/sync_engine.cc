@@ -1,5 +1,6 @@
 #include "block/sync_engine.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "block/raw_image.h"
@@ -44,6 +45,10 @@ int64_t SyncEngine::execute(const KernelOp& op) {
         break;
       case KernelOp::Kind::kSync:
         n = ::fdatasync(image_.fd());
+        break;
+      case KernelOp::Kind::kFallocate:
+        n = ::fallocate(image_.fd(), op.mode, static_cast<off_t>(op.offset),
+                        static_cast<off_t>(op.length));
         break;
     }
   } while (n < 0 && errno == EINTR);

@@ -1,4 +1,4 @@
-// The synchronous engine: preadv/pwritev/fdatasync run inline at submission. The fallback
+// The synchronous engine: preadv/pwritev/fdatasync/fallocate run inline at submission. The fallback
 // where libaio is unavailable, and the oracle the other engines are tested against.
 #pragma once
 

@@ -128,6 +128,10 @@ BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes,
               bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) |
               bit(VIRTIO_BLK_F_TOPOLOGY);
   if (facts_.read_only) features_ |= bit(VIRTIO_BLK_F_RO);
+  // A read-only disk offers neither: its driver never asks, and the parser refuses them.
+  facts_.discard = facts_.write_zeroes = !facts_.read_only;
+  if (facts_.discard) features_ |= bit(VIRTIO_BLK_F_DISCARD);
+  if (facts_.write_zeroes) features_ |= bit(VIRTIO_BLK_F_WRITE_ZEROES);
 
   // Spec 5.2.4; the host is little-endian like the virtio 1.x wire format.
   config_.capacity = facts_.capacity_sectors;
@@ -143,6 +147,17 @@ BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes,
   config_.alignment_offset = 0;
   config_.min_io_size = static_cast<uint16_t>(per_physical);  // in logical blocks
   config_.opt_io_size = per_physical > 1 ? per_physical : 0;  // 0: no preference
+  if (facts_.discard) {
+    config_.max_discard_sectors = kMaxDiscardSectors;
+    config_.max_discard_seg = kMaxDiscardSeg;
+    // The guest's discard granularity: the host block, the unit a hole can free.
+    config_.discard_sector_alignment = per_physical;
+  }
+  if (facts_.write_zeroes) {
+    config_.max_write_zeroes_sectors = kMaxWriteZeroesSectors;
+    config_.max_write_zeroes_seg = kMaxWriteZeroesSeg;
+    config_.write_zeroes_may_unmap = 1;  // the unmap flag is honoured (PUNCH_HOLE)
+  }
 }
 
 BlockDevice::~BlockDevice() {
@@ -293,6 +308,15 @@ int BlockDevice::wait_events(std::span<epoll_event> evs) {
 }
 
 void BlockDevice::run() {
+  // Guest RAM for the engine (io_uring's fixed buffers), here on the I/O thread rather than in
+  // activate(): that runs on a vCPU thread, whose seccomp filter has no io_uring_register.
+  // Nothing is in flight before the first activation or after a reset (drained).
+  if (registered_mem_ != mem_) {
+    std::vector<iovec> ram;
+    for (const memory::MemoryRegion& r : mem_->regions()) ram.push_back({r.host, r.size});
+    engine_->register_memory(ram);
+    registered_mem_ = mem_;
+  }
   epoll_event evs[5];
   while (true) {
     int n = wait_events(evs);
@@ -395,6 +419,8 @@ void BlockDevice::dispatch(uint16_t slot) {
   }
   if (req.type == BlkReqType::kFlush) {
     merge_->add_flush(slot);
+  } else if (req.type == BlkReqType::kDiscard || req.type == BlkReqType::kWriteZeroes) {
+    merge_->add_range(slot);
   } else {
     merge_->add(slot);
   }
@@ -468,7 +494,8 @@ void BlockDevice::complete(uint16_t slot, uint8_t status) {
   pushed_ = true;
   stats_.latency.record(now_ns() - req.start_ns);
   if (status == VIRTIO_BLK_S_IOERR) ++stats_.errors;
-  switch (req.type) {
+  // A DISCARD / WRITE_ZEROES with flags or segments the device does not take counts as UNSUPP.
+  switch (status == VIRTIO_BLK_S_UNSUPP ? BlkReqType::kUnsupported : req.type) {
     case BlkReqType::kIn:
       ++stats_.reads;
       if (status == VIRTIO_BLK_S_OK) stats_.bytes_read += req.data_bytes;
@@ -482,6 +509,12 @@ void BlockDevice::complete(uint16_t slot, uint8_t status) {
       break;
     case BlkReqType::kGetId:
       ++stats_.get_ids;
+      break;
+    case BlkReqType::kDiscard:
+      ++stats_.discards;
+      break;
+    case BlkReqType::kWriteZeroes:
+      ++stats_.write_zeroes;
       break;
     case BlkReqType::kUnsupported:
       ++stats_.unsupported;

@@ -161,6 +161,8 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   std::unique_ptr<block::RawImage> image_;  // declared before engine_: outlives it
   std::unique_ptr<block::IoEngine> engine_;
 
+  // The guest memory handed to engine_->register_memory() (kept across resets: same VM).
+  const memory::GuestMemory* registered_mem_ = nullptr;
   // Set by activate(), used by the I/O thread only, cleared by reset() after the join.
   const memory::GuestMemory* mem_ = nullptr;
   Queue* queue_ = nullptr;

@@ -31,13 +31,19 @@ void MultiReqBuffer::add_flush(uint16_t slot) {
   send(slot);
 }
 
+void MultiReqBuffer::add_range(uint16_t slot) {
+  submit();
+  start_group(slot, pool_[slot].type == BlkReqType::kDiscard ? Op::kDiscard : Op::kWriteZeroes);
+  send(slot);
+}
+
 void MultiReqBuffer::start_group(uint16_t leader, Op op) {
   Group& g = groups_[leader];
   const VirtIOBlockReq& r = pool_[leader];
   g.op = op;
   g.offset = r.sector << kSectorShift;
   g.bytes = op == Op::kFlush ? 0 : r.data_bytes;
-  g.iovecs = op == Op::kFlush ? 0 : r.data.size();
+  g.iovecs = r.data.size();
   g.members.clear();
   g.members.push_back(leader);
 }
@@ -105,6 +111,12 @@ bool MultiReqBuffer::try_send(uint16_t leader) {
     case Op::kFlush:
       r = engine_.flush(leader);
       break;
+    case Op::kDiscard:
+      r = engine_.discard(g.offset, g.bytes, leader);
+      break;
+    case Op::kWriteZeroes:
+      r = engine_.write_zeroes(g.offset, g.bytes, pool_[leader].unmap, leader);
+      break;
   }
   if (!r) {
     if (r.error().code == block::BlockError::kQueueFull) return false;
@@ -138,17 +150,16 @@ void MultiReqBuffer::on_completion(const block::Completion& c) {
     return;
   }
   Group& g = groups_[c.cookie];
-  bool ok = g.op == Op::kFlush ? c.result >= 0
-                               : c.result >= 0 && static_cast<uint64_t>(c.result) == g.bytes;
+  // Reads and writes report their bytes; flush, discard and write-zeroes report 0.
+  bool by_bytes = g.op == Op::kRead || g.op == Op::kWrite;
+  bool ok = c.result >= 0 && (!by_bytes || static_cast<uint64_t>(c.result) == g.bytes);
   uint8_t status = ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
   if (!ok) {
-    KLOG_WARN_RATELIMITED("virtio-blk: %s of %llu bytes at %llu failed: result %lld",
-                          g.op == Op::kRead    ? "read"
-                          : g.op == Op::kWrite ? "write"
-                                               : "flush",
-                          static_cast<unsigned long long>(g.bytes),
-                          static_cast<unsigned long long>(g.offset),
-                          static_cast<long long>(c.result));
+    static constexpr const char* kNames[] = {"read", "write", "flush", "discard", "write-zeroes"};
+    KLOG_WARN_RATELIMITED(
+        "virtio-blk: %s of %llu bytes at %llu failed: result %lld",
+        kNames[static_cast<size_t>(g.op)], static_cast<unsigned long long>(g.bytes),
+        static_cast<unsigned long long>(g.offset), static_cast<long long>(c.result));
   }
   // A member's slot may be reused once it completes: take the list out of the group first.
   done_.assign(g.members.begin(), g.members.end());

@@ -49,6 +49,8 @@ class MultiReqBuffer {
   void add(uint16_t slot);
   // Submits the buffered requests (pending writes included), then the FLUSH `slot`.
   void add_flush(uint16_t slot);
+  // Submits the buffered requests, then the DISCARD or WRITE_ZEROES `slot` on its own.
+  void add_range(uint16_t slot);
   // Submits whatever is buffered (end of a batch). The engine still needs flush_submissions().
   void submit();
   // Completes the members of the engine request the completion belongs to.
@@ -63,7 +65,7 @@ class MultiReqBuffer {
   const MergeCounters& counters() const { return counters_; }
 
  private:
-  enum class Op : uint8_t { kRead, kWrite, kFlush };
+  enum class Op : uint8_t { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
   // One engine request, stored under its first member's slot.
   struct Group {
     Op op = Op::kRead;

@@ -90,6 +90,10 @@ BlkReqType classify(uint32_t type) {
       return BlkReqType::kFlush;
     case VIRTIO_BLK_T_GET_ID:
       return BlkReqType::kGetId;
+    case VIRTIO_BLK_T_DISCARD:
+      return BlkReqType::kDiscard;
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+      return BlkReqType::kWriteZeroes;
     default:
       return BlkReqType::kUnsupported;
   }
@@ -102,6 +106,63 @@ bool range_ok(const DiskFacts& disk, uint64_t sector, uint64_t bytes) {
   return sector <= disk.capacity_sectors && nsect <= disk.capacity_sectors - sector;
 }
 
+// Parses the segment of a DISCARD / WRITE_ZEROES (spec 5.2.6, struct
+// virtio_blk_discard_write_zeroes) that follows the header at `data_at`; sets req.status.
+void parse_segment(const DiskFacts& disk, VirtIOBlockReq& req, std::pair<size_t, size_t> data_at) {
+  const bool discard = req.type == BlkReqType::kDiscard;
+  req.data = {};
+  if (disk.read_only) {
+    req.status = VIRTIO_BLK_S_IOERR;
+    return;
+  }
+  if (!(discard ? disk.discard : disk.write_zeroes)) {
+    req.status = VIRTIO_BLK_S_UNSUPP;
+    return;
+  }
+  // GUEST: the segment count and every field of the segment are the guest's.
+  QueueElement& e = req.elem;
+  const uint64_t bytes = e.out_bytes - sizeof(virtio_blk_outhdr);
+  const uint64_t seg_size = sizeof(virtio_blk_discard_write_zeroes);
+  if (bytes == 0 || bytes % seg_size != 0) {
+    req.status = VIRTIO_BLK_S_IOERR;
+    return;
+  }
+  if (bytes / seg_size > (discard ? kMaxDiscardSeg : kMaxWriteZeroesSeg)) {
+    req.status = VIRTIO_BLK_S_UNSUPP;  // more segments than advertised (QEMU answers the same)
+    return;
+  }
+  // The segment may be split over descriptors, and may share the header's buffer.
+  auto [idx, off] = data_at;
+  virtio_blk_discard_write_zeroes seg{};
+  auto* dst = reinterpret_cast<uint8_t*>(&seg);
+  size_t done = 0;
+  for (size_t i = idx; i < e.out_iov.size() && done < sizeof(seg); ++i, off = 0) {
+    size_t take = std::min(e.out_iov[i].iov_len - off, sizeof(seg) - done);
+    std::memcpy(dst + done, static_cast<const uint8_t*>(e.out_iov[i].iov_base) + off, take);
+    done += take;
+  }
+  if (done < sizeof(seg)) {
+    req.status = VIRTIO_BLK_S_IOERR;  // cannot happen: out_bytes counted it
+    return;
+  }
+  const uint64_t sector = le64toh(seg.sector);
+  const uint32_t nsect = le32toh(seg.num_sectors);
+  const uint32_t flags = le32toh(seg.flags);
+  // Spec 5.2.6.2: unknown flags, and unmap on a DISCARD, are UNSUPP.
+  if ((flags & ~uint32_t{VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP}) != 0 || (discard && flags != 0)) {
+    req.status = VIRTIO_BLK_S_UNSUPP;
+    return;
+  }
+  if (nsect > (discard ? kMaxDiscardSectors : kMaxWriteZeroesSectors) ||
+      !range_ok(disk, sector, uint64_t{nsect} << kSectorShift)) {
+    req.status = VIRTIO_BLK_S_IOERR;
+    return;
+  }
+  req.sector = sector;
+  req.data_bytes = uint64_t{nsect} << kSectorShift;
+  req.unmap = (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) != 0;
+}
+
 }  // namespace
 
 Result<void, BlkParseErr> parse_request(const DiskFacts& disk, VirtIOBlockReq& req) {
@@ -112,6 +173,7 @@ Result<void, BlkParseErr> parse_request(const DiskFacts& disk, VirtIOBlockReq& r
   req.data_bytes = 0;
   req.data = {};
   req.status_byte = nullptr;
+  req.unmap = false;
 
   // GUEST: the driver decides the layout; the status is the last writable byte, wherever it is.
   if (e.in_iov.empty() || e.in_bytes == 0) return fail(BlkParseError::kNoStatusByte);
@@ -143,6 +205,10 @@ Result<void, BlkParseErr> parse_request(const DiskFacts& disk, VirtIOBlockReq& r
       break;
     }
     case BlkReqType::kFlush:
+      return {};
+    case BlkReqType::kDiscard:
+    case BlkReqType::kWriteZeroes:
+      parse_segment(disk, req, *data_at);
       return {};
     case BlkReqType::kUnsupported:
       req.status = VIRTIO_BLK_S_UNSUPP;

@@ -36,8 +36,17 @@ inline constexpr uint32_t kSizeMax = 4096;
 // seg_max * size_max <= 1 MiB).
 inline constexpr uint64_t kMaxRequestBytes = block::kMaxTransferBytes;
 
+// DISCARD / WRITE_ZEROES limits the device advertises (spec 5.2.4): one segment per request
+// (Linux then sends one range per request; more would need one engine op per segment), at most
+// 1 GiB per segment (fallocate on one extent range; the write-zeroes fallback writes it in
+// 1 MiB pieces).
+inline constexpr uint32_t kMaxDiscardSectors = uint32_t{1} << 21;
+inline constexpr uint32_t kMaxDiscardSeg = 1;
+inline constexpr uint32_t kMaxWriteZeroesSectors = uint32_t{1} << 21;
+inline constexpr uint32_t kMaxWriteZeroesSeg = 1;
+
 // What a request asks for (VIRTIO_BLK_T_* folded into what the device implements).
-enum class BlkReqType : uint8_t { kIn, kOut, kFlush, kGetId, kUnsupported };
+enum class BlkReqType : uint8_t { kIn, kOut, kFlush, kGetId, kDiscard, kWriteZeroes, kUnsupported };
 
 // The chain is too broken to answer: the device cannot even write a status byte.
 enum class BlkParseError {
@@ -49,9 +58,11 @@ using BlkParseErr = Error<BlkParseError>;
 
 // The disk facts the parser checks requests against.
 struct DiskFacts {
-  uint64_t capacity_sectors = 0;                   // disk size in 512-byte sectors
-  bool read_only = false;                          // writes fail with IOERR, nothing written
-  uint64_t max_request_bytes = kMaxRequestBytes;   // larger IN/OUT requests fail with IOERR
+  uint64_t capacity_sectors = 0;                  // disk size in 512-byte sectors
+  bool read_only = false;                         // writes fail with IOERR, nothing written
+  uint64_t max_request_bytes = kMaxRequestBytes;  // larger IN/OUT requests fail with IOERR
+  bool discard = false;       // VIRTIO_BLK_F_DISCARD offered (else DISCARD is UNSUPP)
+  bool write_zeroes = false;  // VIRTIO_BLK_F_WRITE_ZEROES offered (else UNSUPP)
   std::array<char, VIRTIO_BLK_ID_BYTES> serial{};  // GET_ID answer, NUL padded
 };
 
@@ -64,8 +75,10 @@ struct VirtIOBlockReq {
   QueueElement elem;                  // the popped chain (head + host iovecs)
   BlkReqType type = BlkReqType::kIn;  // parsed request type
   uint8_t status = VIRTIO_BLK_S_OK;   // status byte to write; not OK = complete at once
-  uint64_t sector = 0;                // first 512-byte sector (IN/OUT)
-  uint64_t data_bytes = 0;            // bytes of data buffers (IN/OUT/GET_ID)
+  uint64_t sector = 0;                // first 512-byte sector (IN/OUT, DISCARD/WRITE_ZEROES)
+  uint64_t data_bytes = 0;            // bytes of data buffers (IN/OUT/GET_ID); DISCARD and
+                                      // WRITE_ZEROES: the bytes of their range
+  bool unmap = false;                 // WRITE_ZEROES: the driver allows deallocation
   std::span<iovec> data;              // data buffers: a view into elem's iovecs
   uint8_t* status_byte = nullptr;     // host address of the status byte (in guest RAM)
   uint64_t start_ns = 0;              // CLOCK_MONOTONIC when popped (latency stats)
@@ -73,13 +86,14 @@ struct VirtIOBlockReq {
   // Whether the parser settled the request (error, GET_ID, empty I/O): no engine needed.
   bool immediate() const {
     return status != VIRTIO_BLK_S_OK || type == BlkReqType::kGetId ||
-           ((type == BlkReqType::kIn || type == BlkReqType::kOut) && data_bytes == 0);
+           (type != BlkReqType::kFlush && data_bytes == 0);
   }
   // Bytes written to the driver's buffers once completed with `status` (status byte included).
   uint32_t used_len(uint8_t final_status) const;
 };
 
-// Parses req.elem (already popped) in place: fills type/sector/data/status_byte and sets
+// Parses req.elem (already popped) in place: fills type/sector/data/status_byte (DISCARD and
+// WRITE_ZEROES: sector/data_bytes/unmap from their one segment, `data` empty) and sets
 // `status` to IOERR/UNSUPP where the request must fail without I/O. Edits req.elem's iovecs
 // (the header and status byte are cut off the data buffers). Writes no guest memory.
 // GUEST: the header and the buffer layout are guest-controlled.

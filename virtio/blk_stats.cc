@@ -72,8 +72,10 @@ std::string format_stats(const BlockStats& s, const std::string& indent) {
   std::string out;
   line(out, indent,
        "requests: %" PRIu64 " (read %" PRIu64 ", write %" PRIu64 ", flush %" PRIu64
-       ", get-id %" PRIu64 ", unsupported %" PRIu64 ", errors %" PRIu64 ")",
-       s.requests(), s.reads, s.writes, s.flushes, s.get_ids, s.unsupported, s.errors);
+       ", get-id %" PRIu64 ", discard %" PRIu64 ", write-zeroes %" PRIu64 ", unsupported %" PRIu64
+       ", errors %" PRIu64 ")",
+       s.requests(), s.reads, s.writes, s.flushes, s.get_ids, s.discards, s.write_zeroes,
+       s.unsupported, s.errors);
   line(out, indent, "bytes: read %.1f MiB, written %.1f MiB", mib(s.bytes_read),
        mib(s.bytes_written));
   line(out, indent,

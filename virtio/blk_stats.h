@@ -33,6 +33,8 @@ struct BlockStats {
   uint64_t writes = 0;           // OUT requests completed
   uint64_t flushes = 0;          // FLUSH requests completed
   uint64_t get_ids = 0;          // GET_ID requests completed
+  uint64_t discards = 0;         // DISCARD requests completed
+  uint64_t write_zeroes = 0;     // WRITE_ZEROES requests completed
   uint64_t unsupported = 0;      // requests answered UNSUPP
   uint64_t errors = 0;           // requests answered IOERR
   uint64_t bytes_read = 0;       // data bytes of successful IN requests
@@ -50,7 +52,9 @@ struct BlockStats {
   LatencyHistogram latency;  // pop -> used ring, per request
 
   // Requests completed, every type.
-  uint64_t requests() const { return reads + writes + flushes + get_ids + unsupported; }
+  uint64_t requests() const {
+    return reads + writes + flushes + get_ids + discards + write_zeroes + unsupported;
+  }
   // Average number of requests per merged group (0 when nothing merged).
   double average_merge() const {
     return merged_groups ? static_cast<double>(merged_requests) / merged_groups : 0.0;

@@ -119,6 +119,8 @@ const Rule kMainLoop[] = {
     {SYS_io_destroy, {}},
     {SYS_io_getevents, {}},
     {SYS_io_submit, {}},
+    {SYS_io_uring_enter, {}},     // the io_uring engine drains at teardown
+    {SYS_io_uring_register, {}},  // and unregisters the image (its lock goes with it)
     {SYS_epoll_ctl, {}},
     {SYS_flock, {}},
     {SYS_writev, {}},

@@ -4,7 +4,7 @@
 // interrupt eventfd (EVENT_IDX) when it has nothing to do.
 //
 //   kindling_blk_bench --image FILE --rw randread|randwrite|seqread --bs BYTES --qd N
-//                      [--seconds S] [--merge 0|1] [--engine libaio|sync] [--seed N]
+//                      [--seconds S] [--merge 0|1] [--engine libaio|io_uring|sync] [--seed N]
 // prints one line: `iops=N mbps=M io_submit=C merged=K requests=R p50_us=X p99_us=Y ...
 // odirect=0|1 seed=N` (MB/s is 10^6 bytes per second, like fio's figure in parentheses).
 //
@@ -56,7 +56,7 @@ struct Args {
   fprintf(stderr,
           "kindling_blk_bench: %s\nusage: kindling_blk_bench --image FILE --rw "
           "randread|randwrite|seqread --bs BYTES --qd N [--seconds S] [--merge 0|1] "
-          "[--engine libaio|sync] [--poll-us N] [--seed N] [--stats]\n",
+          "[--engine libaio|io_uring|sync] [--poll-us N] [--seed N] [--stats]\n",
           why);
   exit(2);
 }

@@ -155,7 +155,7 @@ run_case() {
 
 # The engines: kindling's default (the device's BlockOptions) first, then the others it has.
 default_engine=libaio
-engines=${BENCH_ENGINES:-libaio}
+engines=${BENCH_ENGINES:-libaio io_uring}
 echo "bench: image $image ($fs), $rounds paired rounds of ${seconds}s per case, $(nproc) CPUs, no CPU pinning on either side"
 for engine in $engines; do
   fio_odirect "$engine" || die "fio --ioengine=$engine --direct=1: O_DIRECT not in effect on $image"

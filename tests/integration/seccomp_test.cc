@@ -14,6 +14,7 @@
 #include "common/seccomp/seccomp.h"
 #include "tests/integration/tiny_kernel.h"
 #include "tests/support/child_process.h"
+#include "tests/support/temp_image.h"
 #include "vmm/machine.h"
 #include "vmm/stop.h"
 
@@ -95,6 +96,24 @@ TEST_F(SeccompVmTest, BinaryRunsWithAndWithoutFilters) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("testguest: hello"), std::string::npos) << r.out;
     EXPECT_EQ(r.err.find("seccomp"), std::string::npos) << r.err;
+  }
+}
+
+// Every engine serves the test guest's reads, writes and flushes with the filters on, through
+// activation (on the vCPU thread), the I/O thread and teardown (on the main thread): io_uring
+// once registered guest RAM from the vCPU thread and unregistered its file from main, both
+// outside their lists.
+TEST_F(SeccompVmTest, EveryEngineServesTheGuestUnderTheFilters) {
+  for (const char* engine : {"libaio", "io_uring", "sync"}) {
+    TempImage image(8 << 20);
+    const ChildResult r =
+        run_child({KINDLING_BIN, "run", "--kernel", TESTGUEST_ELF, "--cmdline", "test=blk-rw",
+                   "--timeout", "60", "--disk", image.path(), "--io-engine", engine},
+                  {});
+    ASSERT_TRUE(r.exited) << engine << ": " << r.err;
+    EXPECT_EQ(r.exit_code, 0) << engine << ": " << r.err;
+    EXPECT_NE(r.out.find("blk-rw: ok"), std::string::npos) << engine << ": " << r.out;
+    EXPECT_EQ(r.err.find("seccomp"), std::string::npos) << engine << ": " << r.err;
   }
 }
 

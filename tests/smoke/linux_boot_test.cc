@@ -5,10 +5,14 @@
 // artifacts are a failure (`make test` builds them first).
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -165,6 +169,54 @@ TEST_F(LinuxBootTest, ReadOnlySecondDiskRefusesWrites) {
   expect_pass(r);
   EXPECT_NE(r.out.find("init: ro-vdb: write refused"), std::string::npos) << tail(r.out);
   EXPECT_TRUE(data.matches_shadow()) << "the read-only image changed";
+}
+
+// 512-byte blocks the file occupies on the host.
+uint64_t host_blocks(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) : 0;
+}
+
+// DISCARD end to end: an ext4 disk (made here with mke2fs -d) holds a file to delete and one to
+// keep; the guest deletes, runs fstrim and checks the kept file's checksum. The host file must
+// have given back the deleted file's blocks, and the kept file reads back unchanged (debugfs).
+// Over io_uring, whose FALLOCATE path the guest's DISCARDs then take.
+TEST_F(LinuxBootTest, FstrimFreesHostBlocksAndKeepsData) {
+  test::TempDir dir;
+  const std::string src = dir.path() + "/src", img = dir.path() + "/data.ext4";
+  fs::create_directory(src);
+  std::vector<uint8_t> keep(1 << 20), del(8 << 20);
+  test::fill_random(keep.data(), keep.size(), 11);
+  test::fill_random(del.data(), del.size(), 12);
+  for (const auto& [name, data] : {std::pair{"/keep.bin", &keep}, std::pair{"/del.bin", &del}}) {
+    std::ofstream f(src + name, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(data->data()),
+            static_cast<std::streamsize>(data->size()));
+    ASSERT_TRUE(f.good()) << name;
+  }
+  const std::string sha = "cd " + src + " && sha256sum keep.bin > keep.sha256";
+  ASSERT_EQ(std::system(sha.c_str()), 0);
+  const std::string mk =
+      "mke2fs -q -F -t ext4 -O ^has_journal -b 4096 -d " + src + " " + img + " 32M >/dev/null 2>&1";
+  ASSERT_EQ(std::system(mk.c_str()), 0) << mk;
+  const uint64_t before = host_blocks(img);
+  const ChildResult r = boot(
+      {"--disk", guest("rootfs.img") + ",ro", "--root", "--disk", img, "--io-engine", "io_uring"},
+      "trim-vdb");
+  expect_pass(r);
+  EXPECT_NE(r.out.find("init: trim-vdb: deleted, trimmed, keep.bin intact"), std::string::npos)
+      << tail(r.out);
+  const uint64_t after = host_blocks(img);
+  EXPECT_LE(after + (6 << 20) / 512, before)
+      << "st_blocks " << before << " -> " << after << ": del.bin's 8 MiB not given back";
+  const std::string dump =
+      "debugfs -R 'dump /keep.bin " + dir.path() + "/keep.out' " + img + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(dump.c_str()), 0);
+  const auto back = test::read_file(dir.path() + "/keep.out");
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->size() == keep.size() &&
+              std::memcmp(back->data(), keep.data(), keep.size()) == 0)
+      << "keep.bin changed";
 }
 
 TEST_F(LinuxBootTest, JsonConfigLaunch) {

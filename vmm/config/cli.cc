@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "block/io_engine.h"
 #include "common/log.h"
 #include "vmm/boot/boot_protocol.h"
 #include "vmm/config/config_json.h"
@@ -159,9 +160,10 @@ void add_run_flags(CLI::App& run, RunFlags& f) {
   run.add_option("--log-level", f.log_level, "Log verbosity (default warn)")
       ->type_name("LEVEL")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
-  run.add_option("--io-engine", f.io_engine, "Disk I/O engine (default libaio)")
+  run.add_option("--io-engine", f.io_engine, "Disk I/O engine: libaio (default), io_uring or sync")
       ->type_name("ENGINE")
-      ->check(CLI::IsMember({"libaio", "sync"}));
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(block::kEngineNames),
+                                                     std::end(block::kEngineNames))));
   run.add_flag("--no-merge", f.no_merge, "Do not merge adjacent disk requests");
   run.add_flag("--no-acpi", f.no_acpi,
                "No ACPI tables: the guest finds CPUs and disks through the MP table and the "

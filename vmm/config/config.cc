@@ -2,11 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <limits>
 
+#include "block/io_engine.h"
 #include "common/log.h"
 #include "vmm/boot/boot_protocol.h"
 
@@ -125,10 +127,11 @@ Result<void, ConfigErr> check_drives(const std::vector<DriveConfig>& drives) {
       return fail(ConfigError::kInvalid, 0,
                   "drives[" + std::to_string(i) + "]: the image path is empty");
     }
-    if (d.io_engine != "libaio" && d.io_engine != "sync") {
+    if (std::find(std::begin(block::kEngineNames), std::end(block::kEngineNames), d.io_engine) ==
+        std::end(block::kEngineNames)) {
       return fail(ConfigError::kInvalid, 0,
                   drive_label(drives, i) + ": io engine \"" + d.io_engine +
-                      "\" is neither libaio nor sync");
+                      "\" is none of libaio, io_uring, sync");
     }
     if (d.is_root) {
       if (root) {

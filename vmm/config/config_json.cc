@@ -343,9 +343,11 @@ Result<DriveConfig, ConfigErr> parse_drive(const json& v, const std::string& pat
   // kindling always offers FLUSH and honours it, which satisfies both cache types: "Unsafe"
   // only says the guest need not flush, "Writeback" that its flushes reach the disk.
   KINDLING_CHECK(r.one_of("cache_type", {"Unsafe", "Writeback"}, "Unsafe"));
-  KINDLING_TRY(engine, r.one_of("io_engine", {"Sync", "Async"}, ""));
+  // Firecracker's two names, and kindling's "IoUring" for the io_uring engine.
+  KINDLING_TRY(engine, r.one_of("io_engine", {"Sync", "Async", "IoUring"}, ""));
   if (engine == "Sync") d.io_engine = "sync";
   if (engine == "Async") d.io_engine = "libaio";
+  if (engine == "IoUring") d.io_engine = "io_uring";
   return d;
 }
 

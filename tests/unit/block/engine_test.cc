@@ -3,18 +3,21 @@
 #include <gtest/gtest.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <memory>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "block/aio_engine.h"
 #include "block/bounce_pool.h"
 #include "block/raw_image.h"
 #include "block/sync_engine.h"
+#include "block/uring_engine.h"
 #include "tests/support/temp_image.h"
 
 namespace kindling::block {
@@ -32,6 +35,10 @@ struct AioKind {
 // libaio with FLUSH forced onto the fdatasync helper thread.
 struct AioHelperFlushKind {
   static auto make(RawImage& img, size_t n) { return AioEngine::create(img, n, false); }
+};
+
+struct UringKind {
+  static auto make(RawImage& img, size_t n) { return UringEngine::create(img, n); }
 };
 
 // A buffer of `len` bytes whose data starts `misalign` bytes past a 4096 boundary.
@@ -93,12 +100,30 @@ class EngineTest : public testing::Test {
     auto c = wait(1);
     return c.size() == 1 && c[0].cookie == 9 ? c[0].result : -1000;
   }
+  int64_t discard(uint64_t off, uint64_t len) {
+    auto r = engine_->discard(off, len, 10);
+    if (!r) return -1000;
+    auto c = wait(1);
+    return c.size() == 1 && c[0].cookie == 10 ? c[0].result : -1000;
+  }
+  int64_t write_zeroes(uint64_t off, uint64_t len, bool unmap) {
+    auto r = engine_->write_zeroes(off, len, unmap, 11);
+    if (!r) return -1000;
+    auto c = wait(1);
+    return c.size() == 1 && c[0].cookie == 11 ? c[0].result : -1000;
+  }
+  // 512-byte blocks the image file occupies on the host.
+  uint64_t host_blocks(const TempImage& t) const {
+    struct stat st {};
+    EXPECT_EQ(::stat(t.path().c_str(), &st), 0);
+    return static_cast<uint64_t>(st.st_blocks);
+  }
 
   std::unique_ptr<RawImage> image_;
   std::unique_ptr<IoEngine> engine_;
 };
 
-using EngineKinds = testing::Types<SyncKind, AioKind, AioHelperFlushKind>;
+using EngineKinds = testing::Types<SyncKind, AioKind, AioHelperFlushKind, UringKind>;
 TYPED_TEST_SUITE(EngineTest, EngineKinds);
 
 constexpr uint64_t kImage = 1 << 20;
@@ -295,6 +320,11 @@ TYPED_TEST(EngineTest, KernelErrorsBecomeNegativeResults) {
   int ro = ::open(t.path().c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(ro, 0);
   ASSERT_EQ(::dup2(ro, this->image_->fd()), this->image_->fd());
+  if constexpr (std::is_same_v<TypeParam, UringKind>) {
+    // io_uring holds its own reference to the registered file: swap that one too.
+    auto& uring = static_cast<UringEngine&>(*this->engine_);
+    ASSERT_TRUE(uring.replace_file_for_testing(ro));
+  }
   ::close(ro);
   Buf w(4096);
   EXPECT_EQ(this->write(0, {w.iov()}), -EBADF);
@@ -462,6 +492,179 @@ TYPED_TEST(EngineTest, ZeroLengthRequestCompletes) {
   TempImage t(kImage);
   this->open(t);
   EXPECT_EQ(this->read(0, {}), 0);
+}
+
+}  // namespace
+}  // namespace kindling::block
+
+namespace kindling::block {
+namespace {
+
+// DISCARD punches a hole: the host file loses its blocks there, the range reads back as zeroes
+// (ext4 and tmpfs both punch), and the data around it stays.
+TYPED_TEST(EngineTest, DiscardFreesHostBlocksAndKeepsTheRest) {
+  for (ImageFs fs : {ImageFs::kDisk, ImageFs::kTmpfs}) {
+    TempImage t(4 * kImage, fs);
+    this->open(t);
+    uint64_t before = this->host_blocks(t);
+    ASSERT_EQ(this->discard(kImage, 2 * kImage), 0);
+    EXPECT_LE(this->host_blocks(t) + (2 * kImage) / 512, before);
+    std::fill(t.shadow().begin() + kImage, t.shadow().begin() + 3 * kImage, 0);
+    EXPECT_TRUE(t.matches_shadow());
+    this->engine_.reset();
+  }
+}
+
+// WRITE_ZEROES with and without unmap, on ext4 (PUNCH_HOLE / ZERO_RANGE) and on tmpfs, which
+// refuses ZERO_RANGE: without unmap the engine falls back to writing zeroes, in 1 MiB pieces
+// (2.5 MiB here), and the blocks stay allocated.
+TYPED_TEST(EngineTest, WriteZeroesReadsZeroesOnEveryFileSystem) {
+  for (ImageFs fs : {ImageFs::kDisk, ImageFs::kTmpfs}) {
+    for (bool unmap : {false, true}) {
+      TempImage t(4 * kImage, fs);
+      this->open(t);
+      uint64_t before = this->host_blocks(t);
+      const uint64_t off = 512 * 3, len = 5 * kImage / 2;  // not 4096-aligned at the start
+      ASSERT_EQ(this->write_zeroes(off, len, unmap), 0) << unmap;
+      std::fill(t.shadow().begin() + off, t.shadow().begin() + off + len, 0);
+      EXPECT_TRUE(t.matches_shadow()) << "unmap " << unmap;
+      if (unmap) {
+        EXPECT_LT(this->host_blocks(t), before) << "unmap: punched";
+      } else {
+        EXPECT_GE(this->host_blocks(t), before) << "no unmap: stays allocated";
+      }
+      // Writes after the fallback still land (the zero buffer was not written through).
+      Buf w(4096);
+      ASSERT_EQ(this->write(0, {w.iov()}), 4096);
+      t.shadow_write(0, w.p, 4096);
+      ASSERT_EQ(this->write_zeroes(2 * kImage, 8192, false), 0);
+      std::fill(t.shadow().begin() + 2 * kImage, t.shadow().begin() + 2 * kImage + 8192, 0);
+      EXPECT_TRUE(t.matches_shadow());
+      this->engine_.reset();
+    }
+  }
+}
+
+TYPED_TEST(EngineTest, DiscardAndWriteZeroesOnReadOnlyImageFail) {
+  TempImage t(kImage);
+  this->open(t, true);
+  EXPECT_EQ(this->discard(0, 4096), -EROFS);
+  EXPECT_EQ(this->write_zeroes(0, 4096, true), -EROFS);
+  EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+TYPED_TEST(EngineTest, EmptyAndOverflowingRanges) {
+  TempImage t(kImage);
+  this->open(t);
+  EXPECT_EQ(this->discard(4096, 0), 0);
+  EXPECT_EQ(this->write_zeroes(4096, 0, false), 0);
+  EXPECT_FALSE(this->engine_->discard(~uint64_t{0} - 511, 1024, 1));
+  EXPECT_FALSE(this->engine_->write_zeroes(~uint64_t{0} - 511, 1024, true, 1));
+  EXPECT_EQ(this->engine_->in_flight(), 0u);
+  EXPECT_EQ(t.read_back(), t.shadow());
+}
+
+// A write-zeroes and an overlapping unaligned (read-modify-write) write keep their order.
+TYPED_TEST(EngineTest, WriteZeroesOrderedAfterAnOverlappingWrite) {
+  TempImage t(kImage);
+  OpenOptions o;
+  this->open(t, false, o);
+  Buf w(1000, 3);
+  ASSERT_TRUE(this->engine_->write(512, {{w.iov()}}, 1));
+  ASSERT_TRUE(this->engine_->write_zeroes(0, 8192, false, 2));
+  auto c = this->wait(2);
+  ASSERT_EQ(c.size(), 2u);
+  for (const Completion& x : c) EXPECT_EQ(x.result, x.cookie == 1 ? 1000 : 0);
+  std::fill(t.shadow().begin(), t.shadow().begin() + 8192, 0);
+  EXPECT_TRUE(t.matches_shadow());
+}
+
+// io_uring only: a single-buffer op inside registered memory goes as READ_FIXED/WRITE_FIXED;
+// one outside it, or a failed registration, goes as READV/WRITEV; the data is right either way.
+TEST(UringEngine, FixedBuffersWhereRegistered) {
+  TempImage t(kImage);
+  auto img = RawImage::open(t.path(), false);
+  ASSERT_TRUE(img);
+  auto e = UringEngine::create(*img, 16);
+  ASSERT_TRUE(e) << e.error().message();
+  UringEngine& eng = **e;
+  Buf ram(64 << 10);
+  iovec region = ram.iov();
+  eng.register_memory({&region, 1});
+  ASSERT_EQ(eng.fixed_buffers(), 1u);
+  auto run = [&](bool write, uint64_t off, iovec v) {
+    auto r = write ? eng.write(off, {&v, 1}, 5) : eng.read(off, {&v, 1}, 5);
+    EXPECT_TRUE(r);
+    EXPECT_TRUE(eng.flush_submissions());
+    Completion c[1];
+    size_t n = 0;
+    for (int i = 0; i < 100 && n == 0; ++i) {
+      pollfd p{eng.notifier_fd(), POLLIN, 0};
+      ::poll(&p, 1, 10000);
+      n = eng.reap(c);
+    }
+    return n == 1 ? c[0].result : -1000;
+  };
+  EXPECT_EQ(run(false, 8192, {ram.p + 4096, 8192}), 8192);
+  EXPECT_EQ(std::memcmp(ram.p + 4096, t.shadow().data() + 8192, 8192), 0);
+  EXPECT_EQ(eng.fixed_ops(), 1u);
+  std::memset(ram.p, 0x5c, 4096);
+  EXPECT_EQ(run(true, 0, {ram.p, 4096}), 4096);
+  EXPECT_EQ(eng.fixed_ops(), 2u);
+  t.shadow_write(0, ram.p, 4096);
+  Buf outside(4096);
+  EXPECT_EQ(run(false, 4096, outside.iov()), 4096);
+  EXPECT_EQ(eng.fixed_ops(), 2u);  // not registered: READV
+  EXPECT_EQ(std::memcmp(outside.p, t.shadow().data() + 4096, 4096), 0);
+  // Runs past the registered buffer (into the Buf's 4096 spare bytes): not fixed either.
+  iovec straddles{ram.p + (64 << 10) - 4096, 8192};
+  EXPECT_EQ(run(false, 0, straddles), 8192);
+  EXPECT_EQ(eng.fixed_ops(), 2u);
+  EXPECT_EQ(std::memcmp(straddles.iov_base, t.shadow().data(), 8192), 0);
+  // A registration the kernel refuses (memory that is not there) leaves plain READV/WRITEV.
+  iovec bad{nullptr, 1 << 20};
+  eng.register_memory({&bad, 1});
+  EXPECT_EQ(eng.fixed_buffers(), 0u);
+  EXPECT_EQ(run(false, 0, {ram.p, 4096}), 4096);
+  EXPECT_EQ(eng.fixed_ops(), 2u);
+  EXPECT_TRUE(t.matches_shadow());
+}
+
+}  // namespace
+}  // namespace kindling::block
+
+namespace kindling::block {
+namespace {
+
+// The deepest queue the device allows (32768, two operations per request) is more than the
+// kernel's largest ring: the ring is clamped, not refused (no fallback to libaio).
+TEST(UringEngine, DeepestQueueGetsAClampedRing) {
+  TempImage t(kImage);
+  auto img = RawImage::open(t.path(), false);
+  ASSERT_TRUE(img);
+  auto e = UringEngine::create(*img, 32768);
+  ASSERT_TRUE(e) << e.error().message();
+  EXPECT_EQ((*e)->max_in_flight(), 32768u);
+}
+
+// The image's lock goes with the engine: a registered file would keep the image open (and
+// locked) until the kernel tears the ring down later, so the next open would find it locked.
+TEST(UringEngine, ImageLockIsReleasedWithTheEngine) {
+  TempImage t(kImage);
+  for (int i = 0; i < 5; ++i) {
+    auto img = RawImage::open(t.path(), false);
+    ASSERT_TRUE(img) << "round " << i << ": " << img.error().message();
+    auto e = UringEngine::create(*img, 8);
+    ASSERT_TRUE(e) << e.error().message();
+    Buf b(4096);
+    iovec v = b.iov();
+    ASSERT_TRUE((*e)->read(0, {&v, 1}, 1));
+    ASSERT_TRUE((*e)->flush_submissions());
+    Completion c[1];
+    pollfd p{(*e)->notifier_fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1);
+    ASSERT_EQ((*e)->reap(c), 1u);
+  }
 }
 
 }  // namespace

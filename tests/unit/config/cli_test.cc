@@ -135,14 +135,22 @@ TEST(Cli, VersionAndHelpPrintAndReturnNothing) {
             std::string::npos);
 }
 
+TEST(Cli, IoEngineIoUring) {
+  Cli cli;
+  VmConfig cfg =
+      expect_config(cli({"run", "--kernel", "k", "--disk", "r.img", "--io-engine", "io_uring"}));
+  ASSERT_EQ(cfg.drives.size(), 1u);
+  EXPECT_EQ(cfg.drives[0].io_engine, "io_uring");
+}
+
 TEST(Cli, UsageErrorsBecomeOneLine) {
   const std::vector<std::vector<std::string>> bad = {
-      {},                                               // no subcommand
-      {"boot"},                                         // unknown subcommand
-      {"run", "--kernel", "k", "--bogus"},              // unknown flag
-      {"run", "--kernel"},                              // missing value
-      {"run", "--kernel", "k", "--log-level", "loud"},  // not a level
-      {"run", "--kernel", "k", "--io-engine", "uring"},
+      {},                                                // no subcommand
+      {"boot"},                                          // unknown subcommand
+      {"run", "--kernel", "k", "--bogus"},               // unknown flag
+      {"run", "--kernel"},                               // missing value
+      {"run", "--kernel", "k", "--log-level", "loud"},   // not a level
+      {"run", "--kernel", "k", "--io-engine", "uring"},  // not an engine (io_uring is)
       {"run", "--kernel", "k", "extra"},
   };
   for (const auto& args : bad) {

@@ -94,6 +94,10 @@ TEST(ConfigJson, OtherAcceptedFirecrackerValues) {
   ASSERT_TRUE(cfg) << cfg.error().message();
   EXPECT_EQ(cfg->drives[0].io_engine, "libaio");
   EXPECT_FALSE(cfg->drives[0].read_only);
+  j["drives"][0]["io_engine"] = "IoUring";  // kindling's own name
+  auto uring = parse(j);
+  ASSERT_TRUE(uring) << uring.error().message();
+  EXPECT_EQ(uring->drives[0].io_engine, "io_uring");
   j["machine-config"]["cpu_template"] = nullptr;
   EXPECT_TRUE(parse(j));
 }
@@ -276,8 +280,8 @@ const BadCase kBadCases[] = {
     {"partuuid", [](json& j) { j["drives"][0]["partuuid"] = "0eaa91a0-01"; },
      ConfigError::kUnsupported,
      "drives[0].partuuid: not supported (kindling boots the root drive as root=/dev/vdX)"},
-    {"io_uring", [](json& j) { j["drives"][0]["io_engine"] = "IoUring"; },
-     ConfigError::kUnsupported, "drives[0].io_engine \"IoUring\": not supported"},
+    {"unknown engine", [](json& j) { j["drives"][0]["io_engine"] = "Uring"; },
+     ConfigError::kUnsupported, "drives[0].io_engine \"Uring\": not supported"},
     {"smt", [](json& j) { j["machine-config"]["smt"] = true; }, ConfigError::kUnsupported,
      "machine-config.smt: not supported (kindling gives every vCPU a core of its own)"},
     {"huge pages", [](json& j) { j["machine-config"]["huge_pages"] = "2M"; },

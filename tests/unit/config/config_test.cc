@@ -105,8 +105,16 @@ TEST(CheckDrives, RejectsTheSameImageTwiceEvenThroughAnotherPath) {
 TEST(CheckDrives, RejectsEmptyPathAndUnknownEngine) {
   EXPECT_FALSE(check_drives({drive("")}));
   DriveConfig d = drive("a.img");
-  d.io_engine = "io_uring";
+  d.io_engine = "uring";
   EXPECT_FALSE(check_drives({d}));
+}
+
+TEST(CheckDrives, AcceptsEveryEngine) {
+  for (const char* e : {"libaio", "io_uring", "sync"}) {
+    DriveConfig d = drive("a.img");
+    d.io_engine = e;
+    EXPECT_TRUE(check_drives({d})) << e;
+  }
 }
 
 TEST(ValidateConfig, NeedsAKernelAndSaneValues) {

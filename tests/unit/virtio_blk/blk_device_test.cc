@@ -8,6 +8,9 @@
 #define VIRTIO_RING_NO_LEGACY
 #include <linux/virtio_ring.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstring>
@@ -74,14 +77,15 @@ TEST_P(BlkDeviceTest, FeaturesAndConfig) {
   EXPECT_EQ(dev->device_type(), uint32_t{VIRTIO_ID_BLOCK});
   EXPECT_EQ(dev->queue_max_size(), 1024);
   uint64_t f = dev->device_features();
-  for (unsigned b : {VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
-                     VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE,
-                     VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_TOPOLOGY}) {
+  for (unsigned b :
+       {VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+        VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH,
+        VIRTIO_BLK_F_TOPOLOGY, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES}) {
     EXPECT_TRUE(f & (uint64_t{1} << b)) << "feature bit " << b;
   }
   // Not offered: their config fields must read as zero below.
-  for (unsigned b : {VIRTIO_BLK_F_RO, VIRTIO_BLK_F_GEOMETRY, VIRTIO_BLK_F_CONFIG_WCE,
-                     VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES}) {
+  for (unsigned b :
+       {VIRTIO_BLK_F_RO, VIRTIO_BLK_F_GEOMETRY, VIRTIO_BLK_F_CONFIG_WCE, VIRTIO_BLK_F_MQ}) {
     EXPECT_FALSE(f & (uint64_t{1} << b)) << "feature bit " << b;
   }
 
@@ -107,8 +111,13 @@ TEST_P(BlkDeviceTest, FeaturesAndConfig) {
   want.physical_block_exp = static_cast<uint8_t>(std::countr_zero(per_physical));
   want.min_io_size = static_cast<uint16_t>(per_physical);
   want.opt_io_size = per_physical > 1 ? per_physical : 0;
-  // Every other field (geometry, wce, num_queues, discard and write-zeroes limits,
-  // padding) is zero.
+  want.max_discard_sectors = kMaxDiscardSectors;
+  want.max_discard_seg = 1;
+  want.discard_sector_alignment = per_physical;
+  want.max_write_zeroes_sectors = kMaxWriteZeroesSectors;
+  want.max_write_zeroes_seg = 1;
+  want.write_zeroes_may_unmap = 1;
+  // Every other field (geometry, wce, num_queues, padding) is zero.
   const auto* got = reinterpret_cast<const uint8_t*>(&c);
   const auto* exp = reinterpret_cast<const uint8_t*>(&want);
   for (size_t i = 0; i < sizeof(c); ++i) EXPECT_EQ(got[i], exp[i]) << "config byte " << i;
@@ -181,6 +190,75 @@ TEST_P(BlkDeviceTest, ReadOnlyRefusesWrites) {
   EXPECT_EQ(one(drv, VIRTIO_BLK_T_OUT, 0, 4096).status, VIRTIO_BLK_S_IOERR);
   EXPECT_EQ(one(drv, VIRTIO_BLK_T_IN, 0, 4096).status, VIRTIO_BLK_S_OK);
   EXPECT_EQ(0, std::memcmp(drv.data(0).data(), image_->shadow().data(), 4096));
+  drv.reset();
+  EXPECT_TRUE(image_->read_back() == image_->shadow()) << "nothing written";
+}
+
+// Writes one DISCARD / WRITE_ZEROES segment into tag 0's data area; returns its size.
+uint32_t put_segment(BlkDriver& drv, uint64_t sector, uint32_t nsect, uint32_t flags) {
+  virtio_blk_discard_write_zeroes seg{};
+  seg.sector = sector;
+  seg.num_sectors = nsect;
+  seg.flags = flags;
+  std::memcpy(drv.data(0).data(), &seg, sizeof(seg));
+  return sizeof(seg);
+}
+
+TEST_P(BlkDeviceTest, DiscardAndWriteZeroes) {
+  auto dev = open();
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  auto blocks = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(image_->path().c_str(), &st), 0);
+    return static_cast<uint64_t>(st.st_blocks);
+  };
+  auto& shadow = image_->shadow();
+  uint64_t before = blocks();
+  // DISCARD of 1 MiB at 1 MiB: the host file loses those blocks; the range reads zeroes.
+  uint32_t len = put_segment(drv, 2048, 2048, 0);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_DISCARD, 0, len).status, VIRTIO_BLK_S_OK);
+  EXPECT_LE(blocks() + 2048, before);
+  std::fill(shadow.begin() + (1 << 20), shadow.begin() + (2 << 20), 0);
+  // WRITE_ZEROES, without and with unmap.
+  len = put_segment(drv, 8, 16, 0);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_WRITE_ZEROES, 0, len).status, VIRTIO_BLK_S_OK);
+  std::fill(shadow.begin() + 8 * 512, shadow.begin() + 24 * 512, 0);
+  len = put_segment(drv, 6000, 100, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_WRITE_ZEROES, 0, len).status, VIRTIO_BLK_S_OK);
+  std::fill(shadow.begin() + 6000 * 512, shadow.begin() + 6100 * 512, 0);
+  // GUEST: bad segments change nothing.
+  const uint64_t cap = kImageBytes / 512;
+  len = put_segment(drv, cap - 1, 2, 0);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_DISCARD, 0, len).status, VIRTIO_BLK_S_IOERR) << "past the end";
+  len = put_segment(drv, ~uint64_t{0}, 1, 0);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_WRITE_ZEROES, 0, len).status, VIRTIO_BLK_S_IOERR) << "overflow";
+  len = put_segment(drv, 0, 8, 2);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_WRITE_ZEROES, 0, len).status, VIRTIO_BLK_S_UNSUPP) << "flags";
+  len = put_segment(drv, 0, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_DISCARD, 0, len).status, VIRTIO_BLK_S_UNSUPP) << "unmap";
+  put_segment(drv, 0, 8, 0);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_DISCARD, 0, 15).status, VIRTIO_BLK_S_IOERR) << "short";
+  drv.reset();
+  BlockStats s = dev->stats();
+  EXPECT_EQ(s.discards, 1u + 2u);  // IOERR counts by type, UNSUPP as unsupported
+  EXPECT_EQ(s.write_zeroes, 2u + 1u);
+  EXPECT_EQ(s.unsupported, 2u);
+  EXPECT_EQ(s.errors, 3u);
+  EXPECT_TRUE(image_->matches_shadow());
+}
+
+TEST_P(BlkDeviceTest, ReadOnlyRefusesDiscardAndWriteZeroes) {
+  auto dev = open(opt([](BlockOptions& o) { o.read_only = true; }));
+  ASSERT_TRUE(dev);
+  uint64_t f = dev->device_features();
+  EXPECT_FALSE(f & (uint64_t{1} << VIRTIO_BLK_F_DISCARD));
+  EXPECT_FALSE(f & (uint64_t{1} << VIRTIO_BLK_F_WRITE_ZEROES));
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(*dev));
+  uint32_t len = put_segment(drv, 0, 8, 0);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_DISCARD, 0, len).status, VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_WRITE_ZEROES, 0, len).status, VIRTIO_BLK_S_IOERR);
   drv.reset();
   EXPECT_TRUE(image_->read_back() == image_->shadow()) << "nothing written";
 }
@@ -461,7 +539,7 @@ TEST_P(BlkDeviceTest, ConcurrentMisalignedRequestsStayWithinTheBounceBudget) {
   EXPECT_TRUE(image.matches_shadow());
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, BlkDeviceTest, testing::Values("sync", "libaio"),
+INSTANTIATE_TEST_SUITE_P(Engines, BlkDeviceTest, testing::Values("sync", "libaio", "io_uring"),
                          [](const auto& info) { return info.param; });
 
 // A device over a FakeEngine with room for `room` requests; `fake` is set to the engine.

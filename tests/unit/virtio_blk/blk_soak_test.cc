@@ -195,16 +195,16 @@ TEST_P(BlkSoak, RandomIoMatchesShadow) {
   EXPECT_TRUE(image.read_back() == shadow) << "final image differs from the shadow";
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, BlkSoak,
-                         testing::Values(SoakCase{"libaio", 100000, false},
-                                         SoakCase{"sync", 20000, true},
-                                         SoakCase{"libaio", 100000, false, 4096},
-                                         SoakCase{"sync", 10000, true, 4096}),
-                         [](const auto& info) {
-                           const SoakCase& c = info.param;
-                           return c.engine + (c.indirect ? "_indirect" : "") +
-                                  (c.force_align ? "_align" + std::to_string(c.force_align) : "");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Engines, BlkSoak,
+    testing::Values(SoakCase{"libaio", 100000, false}, SoakCase{"sync", 20000, true},
+                    SoakCase{"io_uring", 100000, false}, SoakCase{"io_uring", 20000, true, 4096},
+                    SoakCase{"libaio", 100000, false, 4096}, SoakCase{"sync", 10000, true, 4096}),
+    [](const auto& info) {
+      const SoakCase& c = info.param;
+      return c.engine + (c.indirect ? "_indirect" : "") +
+             (c.force_align ? "_align" + std::to_string(c.force_align) : "");
+    });
 
 }  // namespace
 }  // namespace kindling::virtio

@@ -15,13 +15,16 @@ namespace kindling::test {
 
 class FakeEngine : public block::IoEngine {
  public:
-  enum class Op { kRead, kWrite, kFlush };
+  enum class Op { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
   // One request as the engine received it.
   struct Submission {
     Op op;
     uint64_t offset;
     std::vector<iovec> iov;
     uint64_t cookie;
+    uint64_t length = 0;  // DISCARD / WRITE_ZEROES: the range's bytes
+    bool unmap = false;   // WRITE_ZEROES: may deallocate
+    // Bytes a full completion reports: the iovecs' (0 for flush, discard, write-zeroes).
     uint64_t bytes() const {
       uint64_t n = 0;
       for (const iovec& v : iov) n += v.iov_len;
@@ -43,6 +46,14 @@ class FakeEngine : public block::IoEngine {
   }
   Result<void, block::BlockErr> flush(uint64_t cookie) override {
     return accept(Op::kFlush, 0, {}, cookie);
+  }
+  Result<void, block::BlockErr> discard(uint64_t offset, uint64_t length,
+                                        uint64_t cookie) override {
+    return accept(Op::kDiscard, offset, {}, cookie, length);
+  }
+  Result<void, block::BlockErr> write_zeroes(uint64_t offset, uint64_t length, bool may_unmap,
+                                             uint64_t cookie) override {
+    return accept(Op::kWriteZeroes, offset, {}, cookie, length, may_unmap);
   }
   Result<void, block::BlockErr> flush_submissions() override {
     std::lock_guard lock(mu_);
@@ -114,11 +125,11 @@ class FakeEngine : public block::IoEngine {
 
  private:
   Result<void, block::BlockErr> accept(Op op, uint64_t offset, std::span<const iovec> iov,
-                                       uint64_t cookie) {
+                                       uint64_t cookie, uint64_t length = 0, bool unmap = false) {
     std::lock_guard lock(mu_);
     if (fail_) return fail(block::BlockError::kSubmit, EIO, "fake");
     if (in_flight_ >= max_in_flight_) return fail(block::BlockError::kQueueFull);
-    subs.push_back({op, offset, std::vector<iovec>(iov.begin(), iov.end()), cookie});
+    subs.push_back({op, offset, std::vector<iovec>(iov.begin(), iov.end()), cookie, length, unmap});
     completed_.push_back(false);
     ++in_flight_;
     ++queued_;
