@@ -1,0 +1,177 @@
+// Smoke test of the API socket, driven as Firecracker's getting-started guide drives
+// Firecracker: `curl --unix-socket` configures and starts a Linux guest through the API alone,
+// reads GET /vm/config, swaps a drive's image for a bigger one (the guest sees the new size)
+// and sends Ctrl-Alt-Del (the guest's AT keyboard driver reboots it; kindling exits 0).
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/child_process.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/temp_image.h"
+
+extern char** environ;
+
+namespace kindling::smoke {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// The whole run (boot, swap, Ctrl-Alt-Del) must end before this; kindling's own --timeout is
+// a little shorter.
+constexpr std::chrono::seconds kDeadline{180};
+constexpr const char* kKindlingTimeout = "170";
+
+std::string guest(const char* name) {
+  return std::string(KINDLING_GUEST_DIR) + "/" + name;
+}
+
+// kindling in the background, its output in a file; killed at the deadline if still running.
+class Background {
+ public:
+  Background(const std::vector<std::string>& args, const std::string& out) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  ~Background() {
+    if (pid_ > 0 && !status_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  bool started() const { return pid_ > 0; }
+  // The exit status, or nullopt while it runs; waits until `until` at most.
+  std::optional<int> wait_until(Clock::time_point until) {
+    while (!status_) {
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        break;
+      }
+      if (Clock::now() >= until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return status_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+// Waits until `path` contains `text` (or the deadline passes); true when it does.
+bool wait_for_text(const std::string& path, const std::string& text, Clock::time_point until) {
+  while (Clock::now() < until) {
+    auto s = test::read_file(path);
+    if (s && s->find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
+class ApiBootTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!test::kvm_usable(why)) GTEST_SKIP() << "no usable KVM (" << why << "): boots Linux";
+    for (const char* f : {"acpi/vmlinux", "rootfs.img"}) {
+      ASSERT_TRUE(fs::exists(guest(f))) << guest(f) << " is missing: run `make guest` first";
+    }
+  }
+
+  // curl --unix-socket: "BODY [STATUS]".
+  std::string curl(const std::string& method, const std::string& path,
+                   const std::string& body = {}) {
+    std::vector<std::string> args = {
+        "curl", "-s", "-w",   " [%{http_code}]",        "--unix-socket",
+        sock_,  "-X", method, "http://localhost" + path};
+    if (!body.empty()) {
+      args.insert(args.end(), {"-H", "Content-Type: application/json", "-d", body});
+    }
+    test::ChildOptions o;
+    o.deadline = std::chrono::milliseconds(60000);
+    return test::run_child(args, o).out;
+  }
+
+  test::TempDir dir_;
+  std::string sock_ = dir_.path() + "/api.sock";
+};
+
+TEST_F(ApiBootTest, ConfigureStartSwapAndCtrlAltDelThroughTheApi) {
+  const auto until = Clock::now() + kDeadline;
+  test::TempImage small(1 << 20);
+  test::TempImage big(2 << 20);
+  const std::string console = dir_.path() + "/console.log";
+  const std::string out = dir_.path() + "/kindling.out";
+  Background vm({KINDLING_BIN, "run", "--api-sock", sock_, "--console-log", console, "--timeout",
+                 kKindlingTimeout},
+                out);
+  ASSERT_TRUE(vm.started());
+  while (!fs::exists(sock_) && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(fs::status(sock_).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+
+  EXPECT_EQ(curl("PUT", "/boot-source",
+                 R"({"kernel_image_path": ")" + guest("acpi/vmlinux") +
+                     R"(", "boot_args": "console=ttyS0 reboot=k panic=-1 pci=off quiet )"
+                     R"(kindling.check=grow-vdb=4096,wait-cad"})"),
+            " [204]");
+  EXPECT_EQ(curl("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 128})"), " [204]");
+  EXPECT_EQ(curl("PUT", "/drives/rootfs",
+                 R"({"drive_id": "rootfs", "path_on_host": ")" + guest("rootfs.img") +
+                     R"(", "is_root_device": true, "is_read_only": true})"),
+            " [204]");
+  EXPECT_EQ(curl("PUT", "/drives/data",
+                 R"({"drive_id": "data", "path_on_host": ")" + small.path() +
+                     R"(", "is_root_device": false})"),
+            " [204]");
+  EXPECT_NE(curl("GET", "/").find("\"Not started\""), std::string::npos);
+  ASSERT_EQ(curl("PUT", "/actions", R"({"action_type": "InstanceStart"})"), " [204]")
+      << test::read_file(out).value_or("");
+  EXPECT_NE(curl("GET", "/").find("\"Running\""), std::string::npos);
+  EXPECT_NE(curl("PUT", "/boot-source", R"({"kernel_image_path": "/x"})").find("[400]"),
+            std::string::npos);
+  const std::string cfg = curl("GET", "/vm/config");
+  EXPECT_NE(cfg.find("\"drive_id\":\"data\""), std::string::npos) << cfg;
+  EXPECT_NE(cfg.find("\"mem_size_mib\":128"), std::string::npos) << cfg;
+
+  ASSERT_TRUE(wait_for_text(console, "init: grow-vdb: waiting for 4096 sectors (now 2048)", until))
+      << test::read_file(console).value_or("(no console)");
+  EXPECT_EQ(curl("PATCH", "/drives/data",
+                 R"({"drive_id": "data", "path_on_host": ")" + big.path() + R"("})"),
+            " [204]");
+  ASSERT_TRUE(wait_for_text(console, "init: grow-vdb: vdb now has 4096 sectors", until))
+      << test::read_file(console).value_or("(no console)");
+  ASSERT_TRUE(wait_for_text(console, "init: wait-cad: waiting for Ctrl-Alt-Del", until));
+  EXPECT_EQ(curl("PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})"), " [204]");
+  const std::optional<int> status = vm.wait_until(until);
+  ASSERT_TRUE(status) << "kindling still running after Ctrl-Alt-Del\n"
+                      << test::read_file(console).value_or("");
+  EXPECT_EQ(*status, 0) << test::read_file(out).value_or("");
+  EXPECT_FALSE(fs::exists(sock_)) << "the socket file is removed on exit";
+}
+
+}  // namespace
+}  // namespace kindling::smoke
