@@ -17,17 +17,16 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/background.h"
 #include "tests/support/child_process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/temp_image.h"
-
-extern char** environ;
 
 namespace kindling::smoke {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using Clock = test::Background::Clock;
 
 // The whole run (boot, swap, Ctrl-Alt-Del) must end before this; kindling's own --timeout is
 // a little shorter.
@@ -37,47 +36,6 @@ constexpr const char* kKindlingTimeout = "170";
 std::string guest(const char* name) {
   return std::string(KINDLING_GUEST_DIR) + "/" + name;
 }
-
-// kindling in the background, its output in a file; killed at the deadline if still running.
-class Background {
- public:
-  Background(const std::vector<std::string>& args, const std::string& out) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    std::vector<char*> argv;
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  ~Background() {
-    if (pid_ > 0 && !status_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool started() const { return pid_ > 0; }
-  // The exit status, or nullopt while it runs; waits until `until` at most.
-  std::optional<int> wait_until(Clock::time_point until) {
-    while (!status_) {
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        break;
-      }
-      if (Clock::now() >= until) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return status_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> status_;
-};
 
 // Waits until `path` contains `text` (or the deadline passes); true when it does.
 bool wait_for_text(const std::string& path, const std::string& text, Clock::time_point until) {
@@ -102,15 +60,20 @@ class ApiBootTest : public ::testing::Test {
   // curl --unix-socket: "BODY [STATUS]".
   std::string curl(const std::string& method, const std::string& path,
                    const std::string& body = {}) {
-    std::vector<std::string> args = {
-        "curl", "-s", "-w",   " [%{http_code}]",        "--unix-socket",
-        sock_,  "-X", method, "http://localhost" + path};
+    std::vector<std::string> args = {"/usr/bin/curl",          "-sS", "-w", " [%{http_code}]",
+                                     "--unix-socket",          sock_, "-X", method,
+                                     "http://localhost" + path};
     if (!body.empty()) {
       args.insert(args.end(), {"-H", "Content-Type: application/json", "-d", body});
     }
     test::ChildOptions o;
     o.deadline = std::chrono::milliseconds(60000);
-    return test::run_child(args, o).out;
+    test::ChildResult r = test::run_child(args, o);
+    if (!r.exited || r.exit_code != 0) {
+      return r.out + " (curl exit " + std::to_string(r.exit_code) + " signal " +
+             std::to_string(r.term_signal) + ": " + r.err + ")";
+    }
+    return r.out;
   }
 
   test::TempDir dir_;
@@ -123,9 +86,9 @@ TEST_F(ApiBootTest, ConfigureStartSwapAndCtrlAltDelThroughTheApi) {
   test::TempImage big(2 << 20);
   const std::string console = dir_.path() + "/console.log";
   const std::string out = dir_.path() + "/kindling.out";
-  Background vm({KINDLING_BIN, "run", "--api-sock", sock_, "--console-log", console, "--timeout",
-                 kKindlingTimeout},
-                out);
+  test::Background vm({KINDLING_BIN, "run", "--api-sock", sock_, "--console-log", console,
+                       "--timeout", kKindlingTimeout},
+                      out);
   ASSERT_TRUE(vm.started());
   while (!fs::exists(sock_) && Clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
