@@ -51,6 +51,13 @@ std::string raw_request(const std::string& sock, const std::string& request) {
   return got;
 }
 
+// Whether something accepts connections on `sock`.
+bool accepts(const std::string& sock) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un a = unix_addr(sock);
+  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+}
+
 class ApiSocketTest : public ::testing::Test {
  protected:
   // Starts kindling and waits for its socket.
@@ -58,7 +65,8 @@ class ApiSocketTest : public ::testing::Test {
     vm_.emplace(std::vector<std::string>{KINDLING_BIN, "run", "--api-sock", sock_}, out_);
     ASSERT_TRUE(vm_->started());
     const auto until = Clock::now() + kDeadline;
-    while (!fs::exists(sock_) || fs::status(sock_).type() != fs::file_type::socket) {
+    // Connectable, not just present: a stale socket file may be there before kindling's.
+    while (!accepts(sock_)) {
       ASSERT_FALSE(vm_->wait_until(Clock::now())) << test::read_file(out_).value_or("");
       ASSERT_LT(Clock::now(), until) << "no socket";
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
