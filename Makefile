@@ -8,7 +8,7 @@ export KINDLING_CACHE ?= $(HOME)/.cache/kindling
 DEB_PACKAGES := cmake g++ make libaio-dev libcli11-dev nlohmann-json3-dev googletest libgtest-dev \
   busybox-static e2fsprogs cpio linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils lz4 \
   fio clang-format acpica-tools zlib1g-dev liblzma-dev liblz4-dev libzstd-dev libbz2-dev zstd \
-  bzip2 gzip liburing-dev
+  bzip2 gzip liburing-dev libhttp-parser-dev curl
 
 .PHONY: all build deps test unit integration smoke run bench guest clean format lint fuzz
 

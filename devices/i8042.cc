@@ -112,6 +112,23 @@ void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
   }
 }
 
+void I8042::press_ctrl_alt_del() {
+  // Ctrl, Alt, Delete (an E0-prefixed key) down, then up in reverse order.
+  static constexpr uint8_t kSet1[] = {0x1D, 0x38, 0xE0, 0x53, 0xE0, 0xD3, 0xB8, 0x9D};
+  static constexpr uint8_t kSet2[] = {0x14, 0x11, 0xE0, 0x71, 0xE0, 0xF0,
+                                      0x71, 0xF0, 0x11, 0xF0, 0x14};
+  bool irq = false;
+  {
+    std::lock_guard lock(mu_);
+    std::span<const uint8_t> codes =
+        (ctr_ & kCtrXlate) ? std::span<const uint8_t>(kSet1) : std::span<const uint8_t>(kSet2);
+    for (uint8_t c : codes) push_output(c, false);
+    irq = irq_wanted_;
+    irq_wanted_ = false;
+  }
+  if (irq && raise_kbd_irq_) raise_kbd_irq_();
+}
+
 uint8_t I8042::status_locked() const {
   uint8_t s = kStatusKeyLock;
   if (ctr_ & kCtrSysFlag) s |= kStatusSysFlag;

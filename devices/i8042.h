@@ -33,6 +33,11 @@ class I8042 : public BusDevice {
   // Writes a data byte (offset 0) or a controller command (offset 4).
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
+  // Types Ctrl-Alt-Del on the keyboard (presses, then releases), as Firecracker's
+  // SendCtrlAltDel does: scan code set 1 while the command byte asks the controller to
+  // translate (what Linux leaves set), set 2 otherwise. Raises IRQ 1 when enabled.
+  void press_ctrl_alt_del();
+
   // The controller command byte (CTR), for tests and diagnostics.
   uint8_t command_byte() const;
 

@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -39,6 +40,7 @@ enum : uint32_t {
   kTagEngine = 3,
   kTagLimiterTimer = 4,
   kTagLimiterUpdate = 5,
+  kTagReplace = 6,
 };
 
 uint64_t now_ns() {
@@ -179,6 +181,7 @@ void BlockDevice::queue_size_selected(uint16_t index, uint16_t size) {
 }
 
 void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  std::lock_guard lock(config_mu_);
   std::fill(data.begin(), data.end(), uint8_t{0});
   if (offset >= sizeof(config_)) return;
   size_t n = std::min<uint64_t>(data.size(), sizeof(config_) - offset);
@@ -194,6 +197,7 @@ void BlockDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
 // ---------------------------------------------------------------- activation
 
 Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
+  std::lock_guard replacing(replace_mu_);
   if (active()) return fail(DeviceError::kActivate, 0, "virtio-blk already active");
   if (ctx.queues.size() != 1 || ctx.notifies.size() != 1) {
     return fail(DeviceError::kBadQueue, 0, "virtio-blk has exactly one queue");
@@ -205,13 +209,18 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
   if (!update) {
     return fail(DeviceError::kActivate, update.error().sys_errno, "virtio-blk limiter eventfd");
   }
+  auto replace = EventFd::create();
+  if (!replace) {
+    return fail(DeviceError::kActivate, replace.error().sys_errno, "virtio-blk replace eventfd");
+  }
   UniqueFd ep(epoll_create1(EPOLL_CLOEXEC));
   if (!ep) return fail_errno(DeviceError::kActivate, "virtio-blk epoll_create1");
   const std::pair<int, uint32_t> fds[] = {{stop->fd(), kTagStop},
                                           {ctx.notifies[0].fd(), kTagNotify},
                                           {engine_->notifier_fd(), kTagEngine},
                                           {limiter_timer_.get(), kTagLimiterTimer},
-                                          {update->fd(), kTagLimiterUpdate}};
+                                          {update->fd(), kTagLimiterUpdate},
+                                          {replace->fd(), kTagReplace}};
   for (auto [fd, tag] : fds) {
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -239,6 +248,7 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
     limiter_update_.emplace(std::move(*update));
   }
   stop_.emplace(std::move(*stop));
+  replace_wakeup_.emplace(std::move(*replace));
   epoll_ = std::move(ep);
   if (!worker_->run([this] { run(); })) {
     return fail(DeviceError::kActivate, 0, "virtio-blk I/O thread busy");
@@ -247,6 +257,7 @@ Result<void, DeviceErr> BlockDevice::activate(const ActivateContext& ctx) {
 }
 
 void BlockDevice::reset() {
+  std::lock_guard replacing(replace_mu_);
   config_.seg_max = seg_max_for(options_.queue_size);  // the queue is back at its maximum
   if (!active()) return;
   if (auto r = stop_->signal(); !r) KLOG_ERROR("virtio-blk: %s", r.error().message().c_str());
@@ -266,6 +277,7 @@ void BlockDevice::reset() {
   pool_.reset();
   epoll_.reset();
   stop_.reset();
+  replace_wakeup_.reset();
   mem_ = nullptr;
   queue_ = nullptr;
   notify_ = nullptr;
@@ -311,13 +323,8 @@ void BlockDevice::run() {
   // Guest RAM for the engine (io_uring's fixed buffers), here on the I/O thread rather than in
   // activate(): that runs on a vCPU thread, whose seccomp filter has no io_uring_register.
   // Nothing is in flight before the first activation or after a reset (drained).
-  if (registered_mem_ != mem_) {
-    std::vector<iovec> ram;
-    for (const memory::MemoryRegion& r : mem_->regions()) ram.push_back({r.host, r.size});
-    engine_->register_memory(ram);
-    registered_mem_ = mem_;
-  }
-  epoll_event evs[5];
+  register_guest_memory();
+  epoll_event evs[6];
   while (true) {
     int n = wait_events(evs);
     if (n < 0) {
@@ -326,15 +333,21 @@ void BlockDevice::run() {
       break;
     }
     bool stop = false, kick = false, done = false, timer = false, update = false;
+    bool replace = false;
     for (int i = 0; i < n; ++i) {
       stop |= evs[i].data.u32 == kTagStop;
       kick |= evs[i].data.u32 == kTagNotify;
       done |= evs[i].data.u32 == kTagEngine;
       timer |= evs[i].data.u32 == kTagLimiterTimer;
       update |= evs[i].data.u32 == kTagLimiterUpdate;
+      replace |= evs[i].data.u32 == kTagReplace;
     }
     if (stop) break;
     std::lock_guard lock(stats_mu_);
+    if (replace) {
+      (void)replace_wakeup_->consume();
+      run_replacement();
+    }
     ++stats_.batches;
     // Completions first: they free room for the requests the kick brings. The driver hears
     // about them before we spend time submitting, so that it refills the ring meanwhile.
@@ -566,6 +579,119 @@ void BlockDevice::drain_in_flight() {
     reap_completions();  // not reap(): after a reset nothing deferred may reach the engine
   }
   update_counters();
+}
+
+// ---------------------------------------------------------------- image replacement
+
+Result<void, BlockDeviceErr> BlockDevice::replace_image(const std::string& path) {
+  block::OpenOptions open_options = options_.open;
+  open_options.allow_direct = options_.direct;
+  auto opened = block::RawImage::open(path, facts_.read_only, open_options);
+  if (!opened) {
+    const auto& e = opened.error();
+    return fail(BlockDeviceError::kImage, e.sys_errno, e.message());
+  }
+  // The engine keeps a reference to the image: give the image its final address first.
+  auto image = std::make_unique<block::RawImage>(std::move(*opened));
+  auto engine = block::make_engine(options_.engine, *image, options_.queue_size);
+  if (!engine) {
+    const auto& e = engine.error();
+    return fail(BlockDeviceError::kEngine, e.sys_errno, e.message());
+  }
+  std::lock_guard replacing(replace_mu_);
+  if (!active()) {
+    install(std::move(image), std::move(*engine));
+    return {};
+  }
+  std::unique_lock job(job_mu_);
+  job_image_ = std::move(image);
+  job_engine_ = std::move(*engine);
+  job_pending_ = true;
+  if (auto r = replace_wakeup_->signal(); !r) {
+    job_pending_ = false;
+    return fail(BlockDeviceError::kThread, r.error().sys_errno, "virtio-blk replace eventfd");
+  }
+  // reset() cannot run meanwhile (replace_mu_), so the thread is there to answer.
+  job_cv_.wait(job, [this] { return !job_pending_; });
+  return {};
+}
+
+void BlockDevice::run_replacement() {
+  std::unique_ptr<block::RawImage> image;
+  std::unique_ptr<block::IoEngine> engine;
+  {
+    std::lock_guard job(job_mu_);
+    if (!job_pending_) return;
+    image = std::move(job_image_);
+    engine = std::move(job_engine_);
+  }
+  // Every request popped so far goes to the old image and completes to the driver: submit
+  // what is buffered, then reap until the old engine holds nothing.
+  merge_->submit();
+  while (engine_->in_flight() > 0 || merge_->buffered() > 0 || merge_->deferred() > 0) {
+    if (auto r = engine_->flush_submissions(); !r) {
+      KLOG_ERROR_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
+    }
+    pollfd p{engine_->notifier_fd(), POLLIN, 0};
+    if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
+      KLOG_ERROR("virtio-blk: poll: %s", strerror(errno));
+      break;
+    }
+    reap();
+    merge_->submit();
+  }
+  notify_driver();
+  update_counters();
+  base_.submissions = stats_.submissions;
+  base_.merged_groups = stats_.merged_groups;
+  base_.merged_requests = stats_.merged_requests;
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, engine_->notifier_fd(), nullptr);
+  install(std::move(image), std::move(engine));
+  register_guest_memory();  // the new engine, as the first one (io_uring's fixed buffers)
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u32 = kTagEngine;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, engine_->notifier_fd(), &ev) != 0) {
+    broken("epoll_ctl", strerror(errno));
+  }
+  MergeLimits limits;
+  limits.merge = options_.merge;
+  merge_ =
+      std::make_unique<MultiReqBuffer>(*pool_, *engine_, static_cast<RequestSink&>(*this), limits);
+  // Spec 4.2.2.1 / 2.5.1: the driver learns of the new capacity through a configuration
+  // change notification (which also moves ConfigGeneration).
+  interrupt_->signal_config();
+  // Requests the driver queued meanwhile were left in the ring: take them now.
+  if (!broken_) process_queue();
+  {
+    std::lock_guard job(job_mu_);
+    job_pending_ = false;
+  }
+  job_cv_.notify_all();
+}
+
+void BlockDevice::register_guest_memory() {
+  if (registered_mem_ == mem_) return;
+  std::vector<iovec> ram;
+  for (const memory::MemoryRegion& r : mem_->regions()) ram.push_back({r.host, r.size});
+  engine_->register_memory(ram);
+  registered_mem_ = mem_;
+}
+
+void BlockDevice::install(std::unique_ptr<block::RawImage> image,
+                          std::unique_ptr<block::IoEngine> engine) {
+  registered_mem_ = nullptr;  // the new engine has no guest RAM yet
+  // The old engine goes before the old image it refers to; what the guest wrote to the old
+  // image is made stable before it is closed, as at shutdown.
+  merge_.reset();
+  engine_ = std::move(engine);
+  if (image_ && !facts_.read_only && ::fdatasync(image_->fd()) != 0) {
+    KLOG_WARN("virtio-blk: fdatasync of the replaced image failed: %s", strerror(errno));
+  }
+  image_ = std::move(image);
+  facts_.capacity_sectors = image_->size_bytes() >> kSectorShift;
+  std::lock_guard lock(config_mu_);
+  config_.capacity = facts_.capacity_sectors;
 }
 
 }  // namespace kindling::virtio

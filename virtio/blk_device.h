@@ -27,6 +27,7 @@
 #include <sys/epoll.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -112,13 +113,19 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   // Whether the I/O thread is running the queue.
   bool active() const { return worker_ && worker_->has_job(); }
   // The image behind the device (nullptr when built over a bare engine): the VMM fdatasyncs
-  // it at shutdown and logs how it was opened.
+  // it at shutdown and logs how it was opened. Not stable across replace_image().
   const block::RawImage* image() const { return image_.get(); }
   // Replaces the rate limiter (full buckets), from any thread, live: the I/O thread picks it
   // up at its next wakeup (an eventfd wakes it) and re-examines a request it holds back.
   void set_rate_limiter(const block::RateLimiterConfig& config);
   // The rate limiter configuration last set (or given at creation).
   block::RateLimiterConfig rate_limiter() const;
+  // Swaps the backing image for the one at `path` (opened like open() does, read-only as the
+  // device was built, same engine kind). While active, the I/O thread finishes every request
+  // in flight on the old image, switches, updates the capacity in the config space and raises
+  // a configuration-change interrupt (the generation moves), so the driver re-reads the size.
+  // Any thread; blocks until the switch is done. The old image is closed.
+  Result<void, BlockDeviceErr> replace_image(const std::string& path);
 
  private:
   BlockDevice(const BlockOptions& options, uint64_t capacity_bytes, uint32_t physical_block,
@@ -149,6 +156,11 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   void update_counters();
   void drain_in_flight();
   void broken(const char* what, const std::string& why);
+  // The replace_image() job the I/O thread runs: finishes the old image's requests, switches.
+  void run_replacement();
+  // Installs a new image and engine (I/O thread, or no thread running), updating the disk facts
+  // and the config space.
+  void install(std::unique_ptr<block::RawImage> image, std::unique_ptr<block::IoEngine> engine);
   // seg_max for a queue of `queue_size` entries: a chain is at most that long (header and
   // status take two), and seg_max * kSizeMax stays within kMaxRequestBytes.
   static uint32_t seg_max_for(uint16_t queue_size);
@@ -162,7 +174,9 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   std::unique_ptr<block::IoEngine> engine_;
 
   // The guest memory handed to engine_->register_memory() (kept across resets: same VM).
-  const memory::GuestMemory* registered_mem_ = nullptr;
+  const memory::GuestMemory* registered_mem_ = nullptr;  // what engine_ has registered
+  // Hands guest RAM to the engine once per engine and memory (I/O thread only).
+  void register_guest_memory();
   // Set by activate(), used by the I/O thread only, cleared by reset() after the join.
   const memory::GuestMemory* mem_ = nullptr;
   Queue* queue_ = nullptr;
@@ -185,6 +199,15 @@ class BlockDevice : public VirtioDevice, private RequestSink {
 
   std::optional<EventFd> stop_;
   UniqueFd epoll_;
+  // replace_image(): the job handed to the I/O thread, and how it signals back.
+  std::optional<EventFd> replace_wakeup_;
+  std::mutex replace_mu_;  // serialises replace_image() with activate() and reset()
+  std::mutex job_mu_;
+  std::condition_variable job_cv_;
+  std::unique_ptr<block::RawImage> job_image_;
+  std::unique_ptr<block::IoEngine> job_engine_;
+  bool job_pending_ = false;
+  mutable std::mutex config_mu_;  // config_.capacity changes while the driver may read it
   std::unique_ptr<seccomp::Worker> worker_;  // the I/O thread; runs run() while active
 
   mutable std::mutex stats_mu_;  // held by the I/O thread while it processes a batch

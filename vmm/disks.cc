@@ -234,4 +234,29 @@ std::string Disks::stats_report() const {
   return out;
 }
 
+virtio::BlockStats Disks::stats(size_t index) const {
+  return disks_.at(index).device->stats();
+}
+
+Result<void, DiskErr> Disks::replace_image(size_t index, const std::string& path) {
+  if (index >= disks_.size())
+    return disk_fail(DiskError::kDevice, "no disk " + std::to_string(index));
+  Disk& d = disks_[index];
+  const std::string what = label(d.name, d.drive);
+  if (auto ok = d.device->replace_image(path); !ok) {
+    return disk_fail(DiskError::kImage, what + ": " + path + ": " + ok.error().message());
+  }
+  d.drive.path = path;
+  KLOG_INFO("%s: now backed by %s (%llu MiB)", what.c_str(), path.c_str(),
+            static_cast<unsigned long long>(d.device->disk().capacity_sectors >> 11));
+  return {};
+}
+
+Result<void, DiskErr> Disks::apply_rate_limiter(size_t index, const RateLimiterConfig& limiter) {
+  (void)limiter;
+  if (index >= disks_.size())
+    return disk_fail(DiskError::kDevice, "no disk " + std::to_string(index));
+  return disk_fail(DiskError::kDevice, "rate_limiter: not supported yet");
+}
+
 }  // namespace kindling::vmm

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "virtio/blk_stats.h"
 #include "vmm/boot/platform.h"
 #include "vmm/config/config.h"
 #include "vmm/layout.h"
@@ -84,6 +85,15 @@ class Disks {
   std::string stats_report() const;
   // Number of disks.
   size_t size() const { return disks_.size(); }
+  // Disk `index`'s counters (live).
+  virtio::BlockStats stats(size_t index) const;
+  // Switches disk `index` to the image at `path` while the guest runs (virtio/blk_device.h's
+  // replace_image: in-flight requests finish on the old image, the guest is told the new
+  // capacity). The old image is fdatasynced before it is closed when writable.
+  Result<void, DiskErr> replace_image(size_t index, const std::string& path);
+  // INTEGRATION POINT (rate limiter branch): gives disk `index` a new rate limiter live.
+  // Not connected yet: always fails with "not supported yet".
+  Result<void, DiskErr> apply_rate_limiter(size_t index, const RateLimiterConfig& limiter);
 
  private:
   struct Disk {

@@ -150,7 +150,7 @@ Result<void, MachineErr> Machine::setup_devices() {
   serial_ = std::make_shared<devices::Serial>([&irq] { (void)irq.signal(); }, out_fd);
   StopControl& stop = stop_;
   const EventFd& kbd_irq = kbd_irq_;
-  auto i8042 = std::make_shared<devices::I8042>(
+  i8042_ = std::make_shared<devices::I8042>(
       [&stop] { stop.request(StopReason::kGuestReset, 0, "guest reset through the i8042"); },
       [&kbd_irq] { (void)kbd_irq.signal(); });
   auto acpi_pm = std::make_shared<devices::AcpiPm>(
@@ -168,7 +168,7 @@ Result<void, MachineErr> Machine::setup_devices() {
   };
   const Slot slots[] = {
       {devices::kCom1Base, devices::kCom1Len, serial_},
-      {devices::kI8042Base, devices::kI8042Len, i8042},
+      {devices::kI8042Base, devices::kI8042Len, i8042_},
       {devices::kCmosBase, devices::kCmosLen, std::make_shared<devices::Cmos>()},
       {devices::kExitPortBase, devices::kExitPortLen, exit_port},
       {devices::kBootTimerBase, devices::kBootTimerLen, std::make_shared<devices::BootTimer>()},

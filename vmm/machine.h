@@ -24,6 +24,7 @@
 #include "common/seccomp/seccomp.h"
 #include "common/unique_fd.h"
 #include "devices/console_input.h"
+#include "devices/i8042.h"
 #include "devices/serial.h"
 #include "vmm/bus.h"
 #include "vmm/config/config.h"
@@ -103,6 +104,10 @@ class Machine {
   // the config's timeout, stops every vCPU, joins, restores the terminal, and reports.
   RunResult run(int signal_fd);
 
+  // Types Ctrl-Alt-Del on the guest's keyboard (the i8042): a guest that handles it reboots,
+  // which stops the VM with status 0 through the reset line. Any thread, once booted.
+  void send_ctrl_alt_del() { i8042_->press_ctrl_alt_del(); }
+
   // For device wiring (ioeventfd/irqfd registration) before run().
   const Vm& vm() const { return vm_; }
   const memory::GuestMemory& memory() const { return mem_; }
@@ -139,6 +144,7 @@ class Machine {
   EventFd serial_irq_;
   EventFd kbd_irq_;  // the i8042's keyboard interrupt (GSI 1)
   std::shared_ptr<devices::Serial> serial_;
+  std::shared_ptr<devices::I8042> i8042_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   bool booted_ = false;
   double build_seconds_ = 0;

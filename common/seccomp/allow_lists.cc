@@ -121,6 +121,7 @@ const Rule kMainLoop[] = {
     {SYS_io_submit, {}},
     {SYS_io_uring_enter, {}},     // the io_uring engine drains at teardown
     {SYS_io_uring_register, {}},  // and unregisters the image (its lock goes with it)
+    {SYS_unlink, {}},             // the API socket file goes at exit
     {SYS_epoll_ctl, {}},
     {SYS_flock, {}},
     {SYS_writev, {}},
@@ -130,9 +131,10 @@ const Rule kMainLoop[] = {
     {SYS_ioctl, {KVM_IOEVENTFD, KVM_IRQFD, TCGETS, TCSETS, TCSETSW, TCSETSF}},
 };
 
-// The API server (cpp-httplib over a Unix socket): accept and serve connections; a drive hot
+// The API server (vmm/api/api_server.h, a Unix socket): accept and serve connections; a drive hot
 // swap opens, locks, probes and syncs an image and builds a new engine for it.
 const Rule kApiServer[] = {
+    {SYS_dup2, {}},           {SYS_dup3, {}},  // PUT /logger
     {SYS_accept4, {}},        {SYS_accept, {}},
     {SYS_read, {}},           {SYS_recvfrom, {}},
     {SYS_recvmsg, {}},        {SYS_sendto, {}},

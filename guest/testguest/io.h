@@ -64,9 +64,10 @@ struct deadline {
   uint64_t spins_left;
 };
 
-/* About 1-2 s of TSC on common clocks, and at most 50 M spins. */
+/* About 4-6 s of TSC on common clocks (a host disk under load can take seconds for one
+ * write), and at most 150 M spins. */
 static inline struct deadline deadline_start(void) {
-  struct deadline d = {rdtsc() + 4000000000ull, 50000000ull};
+  struct deadline d = {rdtsc() + 12000000000ull, 150000000ull};
   return d;
 }
 

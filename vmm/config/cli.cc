@@ -25,6 +25,7 @@ constexpr const char* kExamples = R"(Examples:
   kindling run --kernel vmlinux --disk rootfs.ext4 --root --disk data.img,ro,id=data
   kindling run --config configs/testguest-hello.json --timeout 30
   kindling run --config vm.json --cpus 4 --stats     (flags override the file)
+  kindling run --api-sock /tmp/kindling.sock       (configure and start through the API)
 
 Exit status: 0 guest reset or power-off, N from the guest's exit port (0xF4), 1 guest crash
 (triple fault, emulation failure), 2 bad usage or input, 124 --timeout, 130 SIGINT, 143 SIGTERM.)";
@@ -33,7 +34,7 @@ Exit status: 0 guest reset or power-off, N from the guest's exit port (0xF4), 1 
 // bad value gets the same kind of message).
 struct RunFlags {
   std::string kernel, initrd, cmdline, mem, cpus, config, console_log, timeout, log_level;
-  std::string io_engine, boot_protocol;
+  std::string io_engine, boot_protocol, api_sock;
   std::vector<std::string> disks;
   bool root = false, stats = false, no_merge = false, no_acpi = false, exit_on_halt = false;
   bool no_seccomp = false;
@@ -152,6 +153,10 @@ void add_run_flags(CLI::App& run, RunFlags& f) {
   run.add_option("--config", f.config,
                  "Firecracker-style JSON config; flags given here override it")
       ->type_name("FILE");
+  run.add_option("--api-sock", f.api_sock,
+                 "Serve Firecracker's HTTP API on this Unix socket; without --config, wait "
+                 "for PUT /actions InstanceStart")
+      ->type_name("PATH");
   run.add_option("--console-log", f.console_log, "Write the guest console to FILE, not stdout")
       ->type_name("FILE");
   run.add_option("--timeout", f.timeout, "Stop the VM after SECONDS (exit status 124)")
@@ -285,6 +290,13 @@ Result<std::optional<VmConfig>, ConfigErr> parse_cli(int argc, const char* const
     cfg = std::move(*loaded);
   }
   if (auto applied = apply_flags(flags, *run, cfg); !applied) return applied.take_error();
+  if (run->get_option("--api-sock")->count() > 0) {
+    if (flags.api_sock.empty()) return fail(ConfigError::kInvalid, 0, "--api-sock: empty path");
+    cfg.api_sock = flags.api_sock;
+    // Without a config file the API brings the rest, and InstanceStart validates it.
+    cfg.start_now = run->get_option("--config")->count() > 0;
+    if (!cfg.start_now) return std::optional<VmConfig>(std::move(cfg));
+  }
   if (auto valid = validate_config(cfg); !valid) return valid.take_error();
   return std::optional<VmConfig>(std::move(cfg));
 }

@@ -49,6 +49,9 @@ struct VmConfig {
   bool exit_on_halt = false;           // a guest halted for good (all vCPUs, IF=0) ends the VM
   std::string boot_protocol = "auto";  // "auto", "linux" or "pvh" (vmm/boot/boot_loader.h)
   bool seccomp = true;  // confine each thread to its allow-list (common/seccomp/seccomp.h)
+  // --api-sock: serve Firecracker's API there (vmm/api/); not part of the config file.
+  std::optional<std::string> api_sock;
+  bool start_now = true;  // false: wait for the API's InstanceStart (--api-sock, no --config)
 };
 
 enum class ConfigError {

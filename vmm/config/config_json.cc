@@ -635,4 +635,104 @@ Result<VmConfig, ConfigErr> load_config_file(const std::string& path, ConfigWarn
   return cfg;
 }
 
+namespace {
+
+// Parses one section's text (with the duplicate-key check) and hands the object to `parse`.
+template <typename Parse>
+auto parse_section(std::string_view text, Parse&& parse) -> decltype(parse(json())) {
+  json v;
+  DuplicateKeyFinder duplicates;
+  try {
+    v = json::parse(text, std::ref(duplicates));
+  } catch (const json::exception& e) {
+    return fail(ConfigError::kJson, 0, describe_parse_error(e));
+  }
+  if (duplicates.duplicate()) {
+    return fail(ConfigError::kInvalid, 0, *duplicates.duplicate() + ": duplicate key");
+  }
+  try {
+    return parse(v);
+  } catch (const json::exception& e) {
+    return fail(ConfigError::kJson, 0, e.what());
+  }
+}
+
+json bucket_json(const TokenBucketConfig& b) {
+  return {
+      {"size", b.size}, {"one_time_burst", b.one_time_burst}, {"refill_time", b.refill_time_ms}};
+}
+
+}  // namespace
+
+Result<void, ConfigErr> parse_boot_source_section(std::string_view text, VmConfig& cfg) {
+  return parse_section(text, [&](const json& v) -> Result<void, ConfigErr> {
+    VmConfig next = cfg;
+    next.initrd_path.reset();
+    if (auto ok = parse_boot_source(v, "", next); !ok) return ok;
+    cfg = std::move(next);
+    return {};
+  });
+}
+
+Result<void, ConfigErr> parse_machine_config_section(std::string_view text, VmConfig& cfg) {
+  return parse_section(text, [&](const json& v) -> Result<void, ConfigErr> {
+    VmConfig next = cfg;
+    if (auto ok = parse_machine_config(v, next); !ok) return ok;
+    cfg = std::move(next);
+    return {};
+  });
+}
+
+Result<DriveConfig, ConfigErr> parse_drive_section(std::string_view text) {
+  return parse_section(text, [](const json& v) { return parse_drive(v, "drive", ""); });
+}
+
+std::string to_config_json(const VmConfig& cfg) {
+  json boot = {{"kernel_image_path", cfg.kernel_path}};
+  if (cfg.cmdline) boot["boot_args"] = *cfg.cmdline;
+  if (cfg.initrd_path) boot["initrd_path"] = *cfg.initrd_path;
+  json drives = json::array();
+  bool merge = true;
+  for (const DriveConfig& d : cfg.drives) {
+    json limiter = nullptr;
+    if (d.rate_limiter.bandwidth || d.rate_limiter.ops) {
+      limiter = json::object();
+      if (d.rate_limiter.bandwidth) limiter["bandwidth"] = bucket_json(*d.rate_limiter.bandwidth);
+      if (d.rate_limiter.ops) limiter["ops"] = bucket_json(*d.rate_limiter.ops);
+    }
+    drives.push_back({{"drive_id", d.id},
+                      {"path_on_host", d.path},
+                      {"is_root_device", d.is_root},
+                      {"is_read_only", d.read_only},
+                      {"cache_type", "Unsafe"},
+                      {"io_engine", d.io_engine == "sync" ? "Sync" : "Async"},
+                      {"rate_limiter", limiter}});
+    merge = merge && d.merge;
+  }
+  json kindling = {{"acpi", cfg.acpi},
+                   {"boot_protocol", cfg.boot_protocol},
+                   {"exit_on_halt", cfg.exit_on_halt},
+                   {"merge", merge}};
+  if (cfg.timeout_s) kindling["timeout_s"] = *cfg.timeout_s;
+  if (cfg.console_log) kindling["console_log"] = *cfg.console_log;
+  json root = {{"boot-source", boot},
+               {"machine-config",
+                {{"vcpu_count", cfg.vcpus},
+                 {"mem_size_mib", cfg.mem_bytes >> 20},
+                 {"smt", false},
+                 {"track_dirty_pages", false},
+                 {"huge_pages", "None"}}},
+               {"drives", drives},
+               {"network-interfaces", json::array()},
+               {"balloon", nullptr},
+               {"vsock", nullptr},
+               {"logger", nullptr},
+               {"metrics", nullptr},
+               {"mmds-config", nullptr},
+               {"entropy", nullptr},
+               {"cpu-config", nullptr},
+               {"kindling", kindling}};
+  return root.dump();
+}
+
 }  // namespace kindling::vmm

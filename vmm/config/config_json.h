@@ -47,4 +47,18 @@ Result<RateLimiterConfig, ConfigErr> parse_rate_limiter(const nlohmann::json& v,
 RateLimiterConfig apply_rate_limiter_update(const RateLimiterConfig& current,
                                             const RateLimiterConfig& update);
 
+// The sections of the schema on their own, as Firecracker's API PUT bodies carry them (same
+// keys, same checks as in a config file; relative paths stay as given). The text must be one
+// JSON object; duplicate keys are refused.
+// PUT /boot-source: replaces kernel, initrd and command line in `cfg`.
+Result<void, ConfigErr> parse_boot_source_section(std::string_view text, VmConfig& cfg);
+// PUT|PATCH /machine-config: sets the members given.
+Result<void, ConfigErr> parse_machine_config_section(std::string_view text, VmConfig& cfg);
+// PUT /drives/{id}: one drive object.
+Result<DriveConfig, ConfigErr> parse_drive_section(std::string_view text);
+
+// The VM in config-file form (Firecracker's GET /vm/config), which parse_config_json reads
+// back to the same VmConfig.
+std::string to_config_json(const VmConfig& cfg);
+
 }  // namespace kindling::vmm

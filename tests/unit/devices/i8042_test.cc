@@ -176,5 +176,26 @@ TEST_F(I8042Test, UnknownCommandFloodIsRateLimited) {
   EXPECT_LE(lines, log::RateLimit::kDefaultBurst);
 }
 
+// SendCtrlAltDel: the keys arrive as keyboard data, one interrupt per byte, in the scan code
+// set the command byte implies (Linux keeps translation on: set 1).
+TEST_F(I8042Test, CtrlAltDelIsTypedInSetOneWhenTranslating) {
+  dev_.press_ctrl_alt_del();
+  EXPECT_EQ(irqs_, 1);
+  std::vector<uint8_t> got;
+  while (status() & kObf) got.push_back(data());
+  EXPECT_EQ(got, (std::vector<uint8_t>{0x1D, 0x38, 0xE0, 0x53, 0xE0, 0xD3, 0xB8, 0x9D}));
+  EXPECT_EQ(irqs_, 8);
+}
+
+TEST_F(I8042Test, CtrlAltDelIsTypedInSetTwoWithoutTranslation) {
+  command(0x60);  // write the command byte: keyboard interrupt, no translation
+  send(0x01);
+  dev_.press_ctrl_alt_del();
+  std::vector<uint8_t> got;
+  while (status() & kObf) got.push_back(data());
+  EXPECT_EQ(got, (std::vector<uint8_t>{0x14, 0x11, 0xE0, 0x71, 0xE0, 0xF0, 0x71, 0xF0, 0x11, 0xF0,
+                                       0x14}));
+}
+
 }  // namespace
 }  // namespace kindling::devices
