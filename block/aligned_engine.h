@@ -34,8 +34,14 @@ class AlignedEngine : public IoEngine, protected OpSink {
   uint64_t max_transfer_bytes() const final { return kMaxTransferBytes; }
   EngineStats stats() const final {
     const BouncePool& pool = io_.bounce_pool();
-    return {submit_calls_, io_.requests(), io_.bounced(), pool.high_water_bytes(),
-            pool.budget_bytes()};
+    EngineStats s;
+    s.submit_calls = submit_calls_;
+    s.requests = io_.requests();
+    s.bounced = io_.bounced();
+    s.bounce_high_water = pool.high_water_bytes();
+    s.bounce_budget = pool.budget_bytes();
+    s.syncs = io_.syncs();
+    return s;
   }
 
  protected:

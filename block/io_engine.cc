@@ -26,6 +26,8 @@ const char* to_string(BlockError e) {
       return "too many requests in flight";
     case BlockError::kUnknownEngine:
       return "unknown I/O engine (known: libaio, sync)";
+    case BlockError::kBadFaultRule:
+      return "";  // the context reads as one line
   }
   return "block error";
 }

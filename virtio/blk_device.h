@@ -24,7 +24,9 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "block/fault_engine.h"
 #include "block/io_engine.h"
 #include "block/raw_image.h"
 #include "common/event_fd.h"
@@ -48,6 +50,9 @@ struct BlockOptions {
   std::string engine = "libaio";  // I/O engine: "libaio" or "sync"
   uint32_t poll_us = 0;           // busy-poll this long for new work before sleeping (0 = off)
   block::OpenOptions open;  // image open options (open() only; `direct` wins over allow_direct)
+  // Testing only: requests matching these rules fail on purpose (block/fault_engine.h);
+  // create() wraps the engine in a FaultEngine when there are any.
+  std::vector<block::FaultRule> faults;
 };
 
 enum class BlockDeviceError {
