@@ -130,6 +130,10 @@ Result<void, DiskErr> Disks::attach_one(Machine& machine, const VmConfig& config
   o.read_only = drive.read_only;
   o.merge = drive.merge;
   o.engine = drive.io_engine;
+  o.faults = drive.faults;
+  for (const block::FaultRule& rule : drive.faults) {
+    KLOG_WARN("%s: fault injection (testing): %s", what.c_str(), block::to_string(rule).c_str());
+  }
   auto dev = virtio::BlockDevice::open(o);
   if (!dev) return Unexpected{open_error(d.name, drive, dev.error())};
   d.device = dev->get();

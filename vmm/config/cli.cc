@@ -121,7 +121,7 @@ void add_run_flags(CLI::App& run, RunFlags& f) {
   run.add_option("--cpus", f.cpus, "Number of vCPUs (default 1)")->type_name("N");
   run.add_option("--disk", f.disks,
                  "Raw disk image as a virtio-blk device (repeatable; the first is /dev/vda)")
-      ->type_name("PATH[,ro][,id=SERIAL]")
+      ->type_name("PATH[,ro][,id=SERIAL][,fault=RULE]")
       ->allow_extra_args(false);
   run.add_flag("--root", f.root, "Boot from the first --disk (appends root=/dev/vda)");
   run.add_option("--config", f.config,
@@ -177,10 +177,14 @@ Result<DriveConfig, ConfigErr> parse_disk_spec(std::string_view spec) {
       if (d.id.empty() || d.id.size() > kMaxSerialBytes) {
         return fail(ConfigError::kInvalid, 0, what + ": id must be 1 to 20 bytes");
       }
+    } else if (opt.substr(0, 6) == "fault=") {
+      auto rule = block::parse_fault_rule(opt.substr(6));
+      if (!rule) return fail(ConfigError::kInvalid, 0, what + ": " + rule.error().message());
+      d.faults.push_back(*rule);
     } else {
-      return fail(
-          ConfigError::kInvalid, 0,
-          what + ": unknown option \"" + std::string(opt) + "\" (expected ro, rw or id=SERIAL)");
+      return fail(ConfigError::kInvalid, 0,
+                  what + ": unknown option \"" + std::string(opt) +
+                      "\" (expected ro, rw, id=SERIAL or fault=RULE)");
     }
   }
   return d;
