@@ -211,6 +211,7 @@ void AioEngine::submit_pending() {
 
 void AioEngine::complete_op(iocb* cb, int64_t result) {
   uint64_t tag = tags_[static_cast<size_t>(cb - iocbs_.data())];
+  if (cb->aio_lio_opcode == IO_CMD_FDSYNC && result == 0) ++syncs_;
   release(cb);
   io_.complete(tag, result);
 }
@@ -239,6 +240,8 @@ void AioEngine::collect_completions() {
   reap_kernel();
   if (helper_) helper_->take_done(helper_done_);
   for (size_t i = 0; i < helper_done_.size(); ++i) {
+    // The helper's fdatasync covered this flush (the other entries here are failures).
+    if (helper_done_[i].second == 0) ++syncs_;
     io_.complete(helper_done_[i].first, helper_done_[i].second);
   }
   helper_done_.clear();

@@ -40,7 +40,7 @@ class AlignedEngine : public IoEngine, protected OpSink {
     s.bounced = io_.bounced();
     s.bounce_high_water = pool.high_water_bytes();
     s.bounce_budget = pool.budget_bytes();
-    s.syncs = io_.syncs();
+    s.syncs = syncs_;
     return s;
   }
 
@@ -69,6 +69,7 @@ class AlignedEngine : public IoEngine, protected OpSink {
   EventFd notifier_;
   const size_t max_in_flight_;
   uint64_t submit_calls_ = 0;  // kernel submissions: io_submit calls, or syscalls
+  uint64_t syncs_ = 0;         // sync kernel ops that returned success (EngineStats::syncs)
   AlignedIo io_;
 
  private:

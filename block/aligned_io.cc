@@ -278,7 +278,6 @@ void AlignedIo::complete(uint64_t tag, int64_t result) {
   uint64_t op_offset = 0;
   if (s.kind == ReqKind::kFlush) {
     if (result > 0) result = 0;
-    if (result == 0) ++syncs_;
   } else {
     expected = part == Part::kMain ? s.hi - s.lo : image_.offset_align();
     op_offset = part == Part::kTail ? s.hi - image_.offset_align() : s.lo;

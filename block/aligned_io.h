@@ -66,8 +66,6 @@ class AlignedIo {
   // Requests accepted so far / those that went through a bounce buffer.
   uint64_t requests() const { return requests_; }
   uint64_t bounced() const { return bounced_; }
-  // fdatasync operations (a flush's kernel op) that succeeded.
-  uint64_t syncs() const { return syncs_; }
   // Bounce buffers allocated (stops growing in the steady state).
   uint64_t bounce_allocations() const { return pool_.allocations(); }
   // The bounce pool (its budget, bytes held and high-water mark).
@@ -108,7 +106,6 @@ class AlignedIo {
   size_t accepted_ = 0;
   uint64_t requests_ = 0;
   uint64_t bounced_ = 0;
-  uint64_t syncs_ = 0;
 };
 
 }  // namespace kindling::block

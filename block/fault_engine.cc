@@ -171,10 +171,12 @@ Result<void, BlockErr> FaultEngine::submit(Op op, uint64_t offset, std::span<con
     case FaultKind::kShort:
       break;
   }
+  // A flush has nothing to cut: it fails (a completed flush must mean a sync happened).
+  if (op == Op::kFlush) return inject(cookie, -EIO);
   // Half of the request, in whole sectors, reaches the image; the inner engine's result then
-  // tells the truth about it. Nothing left (one sector, a flush): a zero-byte transfer.
+  // tells the truth about it. Nothing left (a one-sector request): a zero-byte transfer.
   uint64_t keep = total_bytes(iov) / 2 / kSector * kSector;
-  if (op == Op::kFlush || keep == 0) return inject(cookie, 0);
+  if (keep == 0) return inject(cookie, 0);
   std::vector<iovec> cut;
   for (const iovec& v : iov) {
     if (keep == 0) break;

@@ -24,7 +24,8 @@ namespace kindling::block {
 enum class FaultKind : uint8_t {
   kEio,     // completes with -EIO; the image is not touched
   kEnospc,  // completes with -ENOSPC; the image is not touched
-  kShort,   // transfers only the first half (512-byte multiple, maybe nothing) and says so
+  kShort,   // transfers only the first half (512-byte multiple, maybe nothing) and says so;
+            // a flush fails with -EIO
 };
 
 // Request kinds a rule applies to (a bit set).

@@ -40,7 +40,7 @@ struct EngineStats {
   uint64_t bounced = 0;            // requests that went through an aligned bounce buffer
   uint64_t bounce_high_water = 0;  // most bounce-buffer bytes held at once
   uint64_t bounce_budget = 0;      // the most bounce-buffer bytes the engine may hold
-  uint64_t syncs = 0;              // fdatasync calls that succeeded (what a FLUSH waits for)
+  uint64_t syncs = 0;              // fdatasyncs (or IOCB_CMD_FDSYNCs) that succeeded
   uint64_t faults_injected = 0;    // requests failed on purpose (block/fault_engine.h)
 };
 

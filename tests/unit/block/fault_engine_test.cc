@@ -127,6 +127,14 @@ TEST_F(FaultEngineTest, ShortTransferWritesOnlyTheFirstHalfAndSaysSo) {
   EXPECT_TRUE(t.matches_shadow());
 }
 
+TEST_F(FaultEngineTest, ShortFlushFailsRatherThanCompletingWithoutASync) {
+  TempImage t(kImage, ImageFs::kTmpfs);
+  open(t, {*parse_fault_rule("short:f")});
+  ASSERT_TRUE(engine_->flush(4));
+  EXPECT_EQ(wait_one(4), -EIO);
+  EXPECT_EQ(engine_->stats().syncs, 0u);
+}
+
 TEST_F(FaultEngineTest, FlushFaultsMatchByKind) {
   TempImage t(kImage, ImageFs::kTmpfs);
   open(t, {*parse_fault_rule("eio:f@0+1")});
