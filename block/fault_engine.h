@@ -58,7 +58,8 @@ class FaultEngine final : public IoEngine {
  public:
   static Result<std::unique_ptr<FaultEngine>, BlockErr> create(std::unique_ptr<IoEngine> inner,
                                                                std::vector<FaultRule> rules);
-  ~FaultEngine() override = default;
+  // The inner engine goes first: it may still hold the cut iovecs of short transfers.
+  ~FaultEngine() override { inner_.reset(); }
 
   // An epoll fd: readable when the inner engine's notifier or the injected completions are.
   int notifier_fd() const override { return epoll_.get(); }
