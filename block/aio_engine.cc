@@ -135,6 +135,7 @@ void AioEngine::sync_inline(uint64_t tag) {
   do {
     r = ::fdatasync(image_.fd());
   } while (r < 0 && errno == EINTR);
+  if (r == 0) ++syncs_;
   helper_done_.emplace_back(tag, r < 0 ? -errno : 0);
   (void)notifier_.signal();
 }
@@ -263,6 +264,7 @@ void AioEngine::submit_pending() {
 
 void AioEngine::complete_op(iocb* cb, int64_t result) {
   uint64_t tag = tags_[static_cast<size_t>(cb - iocbs_.data())];
+  if (cb->aio_lio_opcode == IO_CMD_FDSYNC && result == 0) ++syncs_;
   release(cb);
   io_.complete(tag, result);
 }
@@ -291,7 +293,14 @@ void AioEngine::reap_kernel() {
 
 void AioEngine::collect_completions() {
   reap_kernel();
-  if (helper_) helper_->take_done(helper_done_);
+  if (helper_) {
+    const size_t before = helper_done_.size();
+    helper_->take_done(helper_done_);
+    // Each of these is a FLUSH the helper's fdatasync covered (or failed).
+    for (size_t i = before; i < helper_done_.size(); ++i) {
+      if (helper_done_[i].second == 0) ++syncs_;
+    }
+  }
   // A completion may start the next op of its request (an inline fallocate lands in
   // helper_done_ again): complete from a scratch copy.
   done_scratch_.swap(helper_done_);

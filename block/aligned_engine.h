@@ -41,8 +41,14 @@ class AlignedEngine : public IoEngine, protected OpSink {
   uint64_t max_transfer_bytes() const final { return kMaxTransferBytes; }
   EngineStats stats() const final {
     const BouncePool& pool = io_.bounce_pool();
-    return {submit_calls_, io_.requests(), io_.bounced(), pool.high_water_bytes(),
-            pool.budget_bytes()};
+    EngineStats s;
+    s.submit_calls = submit_calls_;
+    s.requests = io_.requests();
+    s.bounced = io_.bounced();
+    s.bounce_high_water = pool.high_water_bytes();
+    s.bounce_budget = pool.budget_bytes();
+    s.syncs = syncs_;
+    return s;
   }
 
  protected:
@@ -70,6 +76,7 @@ class AlignedEngine : public IoEngine, protected OpSink {
   EventFd notifier_;
   const size_t max_in_flight_;
   uint64_t submit_calls_ = 0;  // kernel submissions: io_submit calls, or syscalls
+  uint64_t syncs_ = 0;         // sync kernel ops that returned success (EngineStats::syncs)
   AlignedIo io_;
 
  private:

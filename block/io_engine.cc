@@ -28,6 +28,8 @@ const char* to_string(BlockError e) {
       return "too many requests in flight";
     case BlockError::kUnknownEngine:
       return "unknown I/O engine (known: libaio, io_uring, sync)";
+    case BlockError::kBadFaultRule:
+      return "";  // the context reads as one line
   }
   return "block error";
 }

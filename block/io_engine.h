@@ -21,6 +21,7 @@ enum class BlockError {
   kSubmit,         // a submission failed outright
   kQueueFull,      // no room for another request (caller must reap first)
   kUnknownEngine,  // engine name not known
+  kBadFaultRule,   // a fault-injection rule that does not parse (block/fault_engine.h)
 };
 const char* to_string(BlockError e);
 using BlockErr = Error<BlockError>;
@@ -39,6 +40,8 @@ struct EngineStats {
   uint64_t bounced = 0;            // requests that went through an aligned bounce buffer
   uint64_t bounce_high_water = 0;  // most bounce-buffer bytes held at once
   uint64_t bounce_budget = 0;      // the most bounce-buffer bytes the engine may hold
+  uint64_t syncs = 0;              // fdatasyncs (or IOCB_CMD_FDSYNCs) that succeeded
+  uint64_t faults_injected = 0;    // requests failed on purpose (block/fault_engine.h)
 };
 
 // The most bytes one request should carry: the bound for merging requests, and the largest

@@ -52,6 +52,7 @@ int64_t SyncEngine::execute(const KernelOp& op) {
         break;
     }
   } while (n < 0 && errno == EINTR);
+  if (op.kind == KernelOp::Kind::kSync && n == 0) ++syncs_;
   return n < 0 ? -errno : n;
 }
 

@@ -11,6 +11,9 @@
 namespace kindling::block {
 namespace {
 
+// Marks a FSYNC's user_data (AlignedIo's tags never use the top bit).
+constexpr uint64_t kSyncTag = uint64_t{1} << 63;
+
 // The kernel refuses a fixed buffer larger than 1 GiB.
 constexpr size_t kMaxFixedBuffer = size_t{1} << 30;
 // How many times in a row io_uring_submit may refuse with nothing in flight before the engine
@@ -189,7 +192,7 @@ void UringEngine::start(const KernelOp& op) {
       break;
   }
   sqe->flags |= IOSQE_FIXED_FILE;
-  io_uring_sqe_set_data64(sqe, op.tag);
+  io_uring_sqe_set_data64(sqe, op.tag | (op.kind == KernelOp::Kind::kSync ? kSyncTag : 0));
   ++queued_;
 }
 
@@ -229,6 +232,10 @@ void UringEngine::collect_completions() {
     uint64_t tag = io_uring_cqe_get_data64(cqe);
     int64_t res = cqe->res;
     io_uring_cqe_seen(ring_.get(), cqe);
+    if (tag & kSyncTag) {
+      tag &= ~kSyncTag;
+      if (res == 0) ++syncs_;  // EngineStats::syncs: a FLUSH really synced
+    }
     if (kernel_in_flight_ > 0) --kernel_in_flight_;
     io_.complete(tag, res);
   }

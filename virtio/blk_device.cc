@@ -78,6 +78,14 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create(
     const auto& e = engine.error();
     return fail(BlockDeviceError::kEngine, e.sys_errno, e.message());
   }
+  if (!options.faults.empty()) {
+    auto faulty = block::FaultEngine::create(std::move(*engine), options.faults);
+    if (!faulty) {
+      const auto& e = faulty.error();
+      return fail(BlockDeviceError::kEngine, e.sys_errno, e.message());
+    }
+    *engine = std::move(*faulty);
+  }
   BlockOptions opts = options;
   opts.read_only = options.read_only || owned->read_only();
   auto made = create_with_engine(opts, owned->size_bytes(), owned->offset_align(),

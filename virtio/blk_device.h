@@ -32,7 +32,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "block/fault_engine.h"
 #include "block/io_engine.h"
 #include "block/rate_limiter.h"
 #include "block/raw_image.h"
@@ -61,6 +63,9 @@ struct BlockOptions {
   bool seccomp = false;     // confine the I/O thread (and the engine's) to their allow-lists
   std::string thread_name = "blk";  // the I/O thread's name (a seccomp violation line shows it)
   block::RateLimiterConfig rate_limiter;  // Firecracker's token buckets; none: unlimited
+  // Testing only: requests matching these rules fail on purpose (block/fault_engine.h);
+  // create() wraps the engine in a FaultEngine when there are any.
+  std::vector<block::FaultRule> faults;
 };
 
 enum class BlockDeviceError {

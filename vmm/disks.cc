@@ -150,6 +150,10 @@ Result<void, DiskErr> Disks::attach_one(Machine& machine, const VmConfig& config
   o.seccomp = config.seccomp;
   o.thread_name = "blk-" + d.name;  // "blk-vda": names the thread in a seccomp violation line
   o.rate_limiter = drive.rate_limiter;
+  o.faults = drive.faults;
+  for (const block::FaultRule& rule : drive.faults) {
+    KLOG_WARN("%s: fault injection (testing): %s", what.c_str(), block::to_string(rule).c_str());
+  }
   auto dev = virtio::BlockDevice::open(o);
   if (!dev) return Unexpected{open_error(d.name, drive, dev.error())};
   d.device = dev->get();

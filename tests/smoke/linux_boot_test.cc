@@ -219,6 +219,26 @@ TEST_F(LinuxBootTest, FstrimFreesHostBlocksAndKeepsData) {
       << "keep.bin changed";
 }
 
+// Fault injection end to end (--disk PATH,fault=RULE, a testing extension): the guest gets
+// I/O errors for the failing sectors of vdb and nothing else, the root disk keeps working, the
+// VM ends cleanly, and the image changed only where the guest's good write went.
+TEST_F(LinuxBootTest, FailingSectorsAreIoErrorsInTheGuest) {
+  test::TempImage data(4 << 20, test::ImageFs::kDisk, 21);
+  const auto pattern = test::read_file(guest("pattern.bin"));
+  ASSERT_TRUE(pattern && pattern->size() >= 4096);
+  const ChildResult r = boot({"--stats", "--disk", guest("rootfs.img") + ",ro", "--root", "--disk",
+                              data.path() + ",fault=eio@2048+8,fault=short@4096+8"},
+                             "root-vda,faults-vdb,disks=2");
+  expect_pass(r);
+  EXPECT_NE(r.out.find("init: faults-vdb: I/O errors inside the failing sectors, the rest works"),
+            std::string::npos)
+      << tail(r.out);
+  EXPECT_NE(r.out.find("fault injection (testing): eio:rw@2048+8"), std::string::npos)
+      << tail(r.out);
+  data.shadow_write(257 * 4096, reinterpret_cast<const uint8_t*>(pattern->data()), 4096);
+  EXPECT_TRUE(data.matches_shadow()) << "only the write after the failing sectors may land";
+}
+
 TEST_F(LinuxBootTest, JsonConfigLaunch) {
   const test::TempDir dir;
   std::ostringstream config;

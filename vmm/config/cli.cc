@@ -147,7 +147,9 @@ void add_run_flags(CLI::App& run, RunFlags& f) {
   run.add_option("--cpus", f.cpus, "Number of vCPUs (default 1)")->type_name("N");
   run.add_option("--disk", f.disks,
                  "Raw disk image as a virtio-blk device (repeatable; the first is /dev/vda)")
-      ->type_name("PATH[,ro][,id=SERIAL][,bw=BYTES/s][,iops=N][,bw_burst=BYTES][,iops_burst=N]")
+      ->type_name(
+          "PATH[,ro][,id=SERIAL][,bw=BYTES/"
+          "s][,iops=N][,bw_burst=BYTES][,iops_burst=N][,fault=RULE]")
       ->allow_extra_args(false);
   run.add_flag("--root", f.root, "Boot from the first --disk (appends root=/dev/vda)");
   run.add_option("--config", f.config,
@@ -233,6 +235,10 @@ Result<DriveConfig, ConfigErr> parse_disk_spec(std::string_view spec) {
       if (d.id.empty() || d.id.size() > kMaxSerialBytes) {
         return fail(ConfigError::kInvalid, 0, what + ": id must be 1 to 20 bytes");
       }
+    } else if (opt.substr(0, 6) == "fault=") {
+      auto rule = block::parse_fault_rule(opt.substr(6));
+      if (!rule) return fail(ConfigError::kInvalid, 0, what + ": " + rule.error().message());
+      d.faults.push_back(*rule);
     } else {
       size_t eq = opt.find('=');
       auto limit = eq == std::string_view::npos
@@ -242,7 +248,8 @@ Result<DriveConfig, ConfigErr> parse_disk_spec(std::string_view spec) {
       if (!*limit) {
         return fail(ConfigError::kInvalid, 0,
                     what + ": unknown option \"" + std::string(opt) +
-                        "\" (expected ro, rw, id=SERIAL, bw=, iops=, bw_burst= or iops_burst=)");
+                        "\" (expected ro, rw, id=SERIAL, bw=, iops=, bw_burst=, iops_burst= or "
+                        "fault=RULE)");
       }
     }
   }

@@ -17,8 +17,9 @@ namespace kindling::vmm {
 Result<std::optional<VmConfig>, ConfigErr> parse_cli(int argc, const char* const* argv,
                                                      std::ostream& out = std::cout);
 
-// Parses one --disk value: PATH[,ro][,id=SERIAL] (SERIAL at most 20 bytes, the virtio-blk
-// GET_ID size; PATH cannot contain a comma).
+// Parses one --disk value: PATH[,ro][,id=SERIAL][,fault=RULE]... (SERIAL at most 20 bytes,
+// the virtio-blk GET_ID size; PATH cannot contain a comma; fault= is a testing extension,
+// block::parse_fault_rule()'s syntax, repeatable).
 Result<DriveConfig, ConfigErr> parse_disk_spec(std::string_view spec);
 
 // "kindling <version>".

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "block/fault_engine.h"
 #include "block/rate_limiter.h"
 #include "common/result.h"
 #include "vmm/layout.h"
@@ -31,6 +32,8 @@ struct DriveConfig {
   std::string io_engine = "libaio";  // "libaio" or "sync"
   bool merge = true;                 // QEMU-style request merging (kindling extension)
   RateLimiterConfig rate_limiter;    // no buckets: unlimited
+  // Testing only (--disk PATH,fault=RULE): requests that fail on purpose (block/fault_engine.h).
+  std::vector<block::FaultRule> faults;
 };
 
 // Everything needed to build and run one VM.

@@ -190,7 +190,13 @@ TYPED_TEST(EngineTest, FlushCompletes) {
   this->open(t);
   Buf w(4096);
   ASSERT_EQ(this->write(0, {w.iov()}), 4096);
+  EXPECT_EQ(this->engine_->stats().syncs, 0u);
   EXPECT_EQ(this->flush(), 0);
+  // The seam the device's FLUSH test reads: each completed flush is one fdatasync that succeeded.
+  EXPECT_EQ(this->engine_->stats().syncs, 1u);
+  ASSERT_EQ(this->write(4096, {w.iov()}), 4096);
+  EXPECT_EQ(this->flush(), 0);
+  EXPECT_EQ(this->engine_->stats().syncs, 2u);
 }
 
 TYPED_TEST(EngineTest, FlushOnReadOnlyImageCompletes) {

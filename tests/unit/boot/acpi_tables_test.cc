@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/unpacked.h"
 #include "tests/unit/boot/acpi_test_util.h"
 #include "vmm/boot/acpi/dsdt.h"
 #include "vmm/boot/acpi/fadt.h"
@@ -32,8 +33,8 @@ void expect_header(const Bytes& table, const char* signature, uint8_t revision) 
   ASSERT_GE(table.size(), sizeof(SdtHeader));
   const auto hdr = load<SdtHeader>(table);
   EXPECT_EQ(signature_of(table), signature);
-  EXPECT_EQ(hdr.length, table.size());
-  EXPECT_EQ(hdr.revision, revision);
+  EXPECT_EQ(unpacked(hdr.length), table.size());
+  EXPECT_EQ(unpacked(hdr.revision), revision);
   EXPECT_EQ(byte_sum(table), 0) << signature << " checksum";
   EXPECT_EQ(std::string(hdr.oem_id, 6), "KNDLNG");
   EXPECT_EQ(std::string(hdr.oem_table_id, 8), "KINDLING");
@@ -72,10 +73,10 @@ TEST(AcpiRsdp, Revision2WithBothChecksums) {
   EXPECT_EQ(byte_sum(Bytes(b.begin(), b.begin() + 20)), 0);
   EXPECT_EQ(byte_sum(b), 0);
   const auto r = load<Rsdp>(b);
-  EXPECT_EQ(r.revision, 2);
-  EXPECT_EQ(r.length, 36u);
-  EXPECT_EQ(r.rsdt_address, 0u);
-  EXPECT_EQ(r.xsdt_address, 0xE1230u);
+  EXPECT_EQ(unpacked(r.revision), 2);
+  EXPECT_EQ(unpacked(r.length), 36u);
+  EXPECT_EQ(unpacked(r.rsdt_address), 0u);
+  EXPECT_EQ(unpacked(r.xsdt_address), 0xE1230u);
   EXPECT_EQ(std::string(r.oem_id, 6), "KNDLNG");
   // ACPI 6.5 table 5.3 offsets.
   EXPECT_EQ(offsetof(Rsdp, revision), 15u);
@@ -96,27 +97,27 @@ TEST(AcpiFadt, HardwareReducedRevision6) {
   ASSERT_EQ(b.size(), 276u);
   expect_header(b, "FACP", 6);
   const auto f = load<Fadt>(b);
-  EXPECT_EQ(f.minor_version, 5);
-  EXPECT_EQ(f.dsdt, 0xE0040u);
-  EXPECT_EQ(f.x_dsdt, 0xE0040u);
-  EXPECT_EQ(f.firmware_ctrl, 0u);
-  EXPECT_EQ(f.x_firmware_ctrl, 0u);
-  EXPECT_EQ(f.sci_int, devices::kAcpiSciGsi);
+  EXPECT_EQ(unpacked(f.minor_version), 5);
+  EXPECT_EQ(unpacked(f.dsdt), 0xE0040u);
+  EXPECT_EQ(unpacked(f.x_dsdt), 0xE0040u);
+  EXPECT_EQ(unpacked(f.firmware_ctrl), 0u);
+  EXPECT_EQ(unpacked(f.x_firmware_ctrl), 0u);
+  EXPECT_EQ(unpacked(f.sci_int), devices::kAcpiSciGsi);
   // HW_REDUCED_ACPI (20), RESET_REG_SUP (10), SLP_BUTTON (5), PWR_BUTTON (4).
-  EXPECT_EQ(f.flags, 0x00100430u);
+  EXPECT_EQ(unpacked(f.flags), 0x00100430u);
   // 8042 (1), VGA not present (2), MSI not supported (3); CMOS RTC not present (5) clear.
-  EXPECT_EQ(f.iapc_boot_arch, 0x000E);
+  EXPECT_EQ(unpacked(f.iapc_boot_arch), 0x000E);
   EXPECT_EQ(f.iapc_boot_arch & kIapcCmosRtcNotPresent, 0);
-  EXPECT_EQ(f.reset_reg.space_id, kGasSystemIo);
-  EXPECT_EQ(f.reset_reg.bit_width, 8);
-  EXPECT_EQ(f.reset_reg.address, devices::kAcpiResetPort);
-  EXPECT_EQ(f.reset_value, devices::kAcpiResetValue);
-  EXPECT_EQ(f.sleep_control_reg.space_id, kGasSystemIo);
-  EXPECT_EQ(f.sleep_control_reg.bit_width, 8);
-  EXPECT_EQ(f.sleep_control_reg.access_size, kGasAccessByte);
-  EXPECT_EQ(f.sleep_control_reg.address, devices::kAcpiSleepControlPort);
-  EXPECT_EQ(f.sleep_status_reg.space_id, kGasSystemIo);
-  EXPECT_EQ(f.sleep_status_reg.address, devices::kAcpiSleepStatusPort);
+  EXPECT_EQ(unpacked(f.reset_reg.space_id), kGasSystemIo);
+  EXPECT_EQ(unpacked(f.reset_reg.bit_width), 8);
+  EXPECT_EQ(unpacked(f.reset_reg.address), devices::kAcpiResetPort);
+  EXPECT_EQ(unpacked(f.reset_value), devices::kAcpiResetValue);
+  EXPECT_EQ(unpacked(f.sleep_control_reg.space_id), kGasSystemIo);
+  EXPECT_EQ(unpacked(f.sleep_control_reg.bit_width), 8);
+  EXPECT_EQ(unpacked(f.sleep_control_reg.access_size), kGasAccessByte);
+  EXPECT_EQ(unpacked(f.sleep_control_reg.address), devices::kAcpiSleepControlPort);
+  EXPECT_EQ(unpacked(f.sleep_status_reg.space_id), kGasSystemIo);
+  EXPECT_EQ(unpacked(f.sleep_status_reg.address), devices::kAcpiSleepStatusPort);
   EXPECT_EQ(std::string(f.hypervisor_vendor_id, 8), "KINDLING");
   // No PM1, PM2, PM timer or GPE blocks, 32-bit or 64-bit.
   for (size_t off = offsetof(Fadt, pm1a_evt_blk); off < offsetof(Fadt, p_lvl2_lat); ++off) {
@@ -191,23 +192,23 @@ TEST_P(AcpiMadtTest, OneLocalApicPerVcpuAndTheIoApic) {
 
   ASSERT_EQ(lapics.size(), vcpus);
   for (uint32_t i = 0; i < vcpus; ++i) {
-    EXPECT_EQ(lapics[i].processor_uid, i);
-    EXPECT_EQ(lapics[i].apic_id, apic_id(i));
-    EXPECT_EQ(lapics[i].flags, kMadtLapicEnabled);
+    EXPECT_EQ(unpacked(lapics[i].processor_uid), i);
+    EXPECT_EQ(unpacked(lapics[i].apic_id), apic_id(i));
+    EXPECT_EQ(unpacked(lapics[i].flags), kMadtLapicEnabled);
   }
   ASSERT_EQ(ioapics.size(), 1u);
-  EXPECT_EQ(ioapics[0].io_apic_id, ioapic_id(vcpus));
-  EXPECT_EQ(ioapics[0].address, layout::kIoapicAddr);
-  EXPECT_EQ(ioapics[0].gsi_base, 0u);
+  EXPECT_EQ(unpacked(ioapics[0].io_apic_id), ioapic_id(vcpus));
+  EXPECT_EQ(unpacked(ioapics[0].address), layout::kIoapicAddr);
+  EXPECT_EQ(unpacked(ioapics[0].gsi_base), 0u);
   ASSERT_EQ(overrides.size(), 1u);
-  EXPECT_EQ(overrides[0].bus, 0);
-  EXPECT_EQ(overrides[0].source, devices::kAcpiSciGsi);
-  EXPECT_EQ(overrides[0].gsi, devices::kAcpiSciGsi);
-  EXPECT_EQ(overrides[0].flags, kMpsIntiActiveHigh | kMpsIntiEdge);
+  EXPECT_EQ(unpacked(overrides[0].bus), 0);
+  EXPECT_EQ(unpacked(overrides[0].source), devices::kAcpiSciGsi);
+  EXPECT_EQ(unpacked(overrides[0].gsi), devices::kAcpiSciGsi);
+  EXPECT_EQ(unpacked(overrides[0].flags), kMpsIntiActiveHigh | kMpsIntiEdge);
   ASSERT_EQ(nmis.size(), 1u);
-  EXPECT_EQ(nmis[0].processor_uid, kMadtAllProcessors);
-  EXPECT_EQ(nmis[0].flags, 0);
-  EXPECT_EQ(nmis[0].lint, 1);
+  EXPECT_EQ(unpacked(nmis[0].processor_uid), kMadtAllProcessors);
+  EXPECT_EQ(unpacked(nmis[0].flags), 0);
+  EXPECT_EQ(unpacked(nmis[0].lint), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Vcpus, AcpiMadtTest, ::testing::Values(1u, 2u, 64u));
@@ -308,7 +309,7 @@ TEST(AcpiTables, KernelFindsThemFromTheBiosArea) {
   EXPECT_EQ(*rsdp, layout::kAcpiRsdpAddr);
 
   const acpi_test::FoundTables t = acpi_test::find_tables(*mem);
-  EXPECT_EQ(t.rsdp_addr, layout::kAcpiRsdpAddr);
+  EXPECT_EQ(unpacked(t.rsdp_addr), layout::kAcpiRsdpAddr);
   ASSERT_EQ(t.rsdp.size(), 36u);
   EXPECT_EQ(byte_sum(t.rsdp), 0);
   expect_header(t.xsdt, "XSDT", 1);
@@ -316,9 +317,9 @@ TEST(AcpiTables, KernelFindsThemFromTheBiosArea) {
   expect_header(t.fadt, "FACP", 6);
   expect_header(t.madt, "APIC", 6);
   expect_header(t.dsdt, "DSDT", 2);
-  EXPECT_EQ(load<Fadt>(t.fadt).dsdt, t.dsdt_addr);
-  EXPECT_EQ(t.madt, madt_for(p).bytes());
-  EXPECT_EQ(t.dsdt, *dsdt_for(p).bytes());
+  EXPECT_EQ(load<Fadt>(t.fadt).dsdt, unpacked(t.dsdt_addr));
+  EXPECT_EQ(unpacked(t.madt), madt_for(p).bytes());
+  EXPECT_EQ(unpacked(t.dsdt), *dsdt_for(p).bytes());
 
   // Every table lies in the reserved area, 16-byte aligned, none overlapping another.
   std::vector<std::pair<uint64_t, uint64_t>> spans = {{t.xsdt_addr, t.xsdt.size()},

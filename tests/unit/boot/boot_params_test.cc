@@ -1,5 +1,6 @@
 // boot_params and e820: fields the kernel reads, for bzImage and ELF kernels.
 #include "vmm/boot/boot_params.h"
+#include "tests/support/unpacked.h"
 
 #include <asm/e820.h>
 #include <gtest/gtest.h>
@@ -31,26 +32,26 @@ TEST(E820, Ram128MiB) {
   auto mem = ram(128 * kMiB);
   auto map = build_e820(mem);
   ASSERT_EQ(map.size(), 3u);
-  EXPECT_EQ(map[0].addr, 0u);
-  EXPECT_EQ(map[0].size, 0x9FC00u);
-  EXPECT_EQ(map[0].type, uint32_t{E820_RAM});
-  EXPECT_EQ(map[1].addr, 0x9FC00u);
-  EXPECT_EQ(map[1].size, 0x100000u - 0x9FC00u);
-  EXPECT_EQ(map[1].type, uint32_t{E820_RESERVED});
-  EXPECT_EQ(map[2].addr, 0x100000u);
-  EXPECT_EQ(map[2].size, 127 * kMiB);
-  EXPECT_EQ(map[2].type, uint32_t{E820_RAM});
+  EXPECT_EQ(unpacked(map[0].addr), 0u);
+  EXPECT_EQ(unpacked(map[0].size), 0x9FC00u);
+  EXPECT_EQ(unpacked(map[0].type), uint32_t{E820_RAM});
+  EXPECT_EQ(unpacked(map[1].addr), 0x9FC00u);
+  EXPECT_EQ(unpacked(map[1].size), 0x100000u - 0x9FC00u);
+  EXPECT_EQ(unpacked(map[1].type), uint32_t{E820_RESERVED});
+  EXPECT_EQ(unpacked(map[2].addr), 0x100000u);
+  EXPECT_EQ(unpacked(map[2].size), 127 * kMiB);
+  EXPECT_EQ(unpacked(map[2].type), uint32_t{E820_RAM});
 }
 
 TEST(E820, RamAbove3GiBSkipsTheMmioHole) {
   auto mem = ram(4 * kGiB);
   auto map = build_e820(mem);
   ASSERT_EQ(map.size(), 4u);
-  EXPECT_EQ(map[2].addr, kMiB);
+  EXPECT_EQ(unpacked(map[2].addr), kMiB);
   EXPECT_EQ(map[2].addr + map[2].size, memory::kMmioHoleStart);
-  EXPECT_EQ(map[3].addr, memory::kMmioHoleEnd);
-  EXPECT_EQ(map[3].size, 1 * kGiB);
-  EXPECT_EQ(map[3].type, uint32_t{E820_RAM});
+  EXPECT_EQ(unpacked(map[3].addr), memory::kMmioHoleEnd);
+  EXPECT_EQ(unpacked(map[3].size), 1 * kGiB);
+  EXPECT_EQ(unpacked(map[3].type), uint32_t{E820_RAM});
   uint64_t ram_total = 0;
   for (const auto& e : map) {
     EXPECT_FALSE(e.addr < memory::kMmioHoleEnd && e.addr + e.size > memory::kMmioHoleStart)
@@ -66,8 +67,8 @@ TEST(E820, RegionReachingIntoTheHoleIsClipped) {
   ASSERT_TRUE(mem.has_value());
   auto map = build_e820(*mem);
   ASSERT_EQ(map.size(), 4u);
-  EXPECT_EQ(map[3].addr, memory::kMmioHoleStart - kMiB);
-  EXPECT_EQ(map[3].size, kMiB);
+  EXPECT_EQ(unpacked(map[3].addr), memory::kMmioHoleStart - kMiB);
+  EXPECT_EQ(unpacked(map[3].size), kMiB);
 }
 
 TEST(BootParams, WritesEntriesCountAndPointers) {
@@ -83,26 +84,26 @@ TEST(BootParams, WritesEntriesCountAndPointers) {
   auto count = mem.read_obj<uint8_t>(memory::GuestAddress(layout::kZeroPageAddr + 0x1E8));
   ASSERT_TRUE(count.has_value());
   EXPECT_EQ(*count, 3);
-  EXPECT_EQ(bp.e820_entries, 3);
+  EXPECT_EQ(unpacked(bp.e820_entries), 3);
   EXPECT_EQ(bp.e820_table[2].addr, kMiB);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, layout::kCmdlineAddr);
-  EXPECT_EQ(bp.ext_cmd_line_ptr, 0u);
-  EXPECT_EQ(bp.hdr.ramdisk_image, 0x7000000u);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 0x12345u);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xFF);
-  EXPECT_EQ(bp.hdr.vid_mode, 0xFFFF);
+  EXPECT_EQ(unpacked(bp.hdr.cmd_line_ptr), layout::kCmdlineAddr);
+  EXPECT_EQ(unpacked(bp.ext_cmd_line_ptr), 0u);
+  EXPECT_EQ(unpacked(bp.hdr.ramdisk_image), 0x7000000u);
+  EXPECT_EQ(unpacked(bp.hdr.ramdisk_size), 0x12345u);
+  EXPECT_EQ(unpacked(bp.hdr.type_of_loader), 0xFF);
+  EXPECT_EQ(unpacked(bp.hdr.vid_mode), 0xFFFF);
   EXPECT_TRUE(bp.hdr.loadflags & LOADED_HIGH);
   EXPECT_FALSE(bp.hdr.loadflags & CAN_USE_HEAP);
 }
 
 TEST(BootParams, ElfSetupHeader) {
   setup_header hdr = elf_setup_header();
-  EXPECT_EQ(hdr.boot_flag, 0xAA55);
+  EXPECT_EQ(unpacked(hdr.boot_flag), 0xAA55);
   EXPECT_EQ(std::memcmp(&hdr.header, "HdrS", 4), 0);
-  EXPECT_EQ(hdr.version, 0x020F);
-  EXPECT_EQ(hdr.type_of_loader, 0xFF);
-  EXPECT_EQ(hdr.kernel_alignment, 0x200000u);
-  EXPECT_EQ(hdr.cmdline_size, 4095u);
+  EXPECT_EQ(unpacked(hdr.version), 0x020F);
+  EXPECT_EQ(unpacked(hdr.type_of_loader), 0xFF);
+  EXPECT_EQ(unpacked(hdr.kernel_alignment), 0x200000u);
+  EXPECT_EQ(unpacked(hdr.cmdline_size), 4095u);
   EXPECT_EQ(max_cmdline_len(hdr), 4095u);
   EXPECT_EQ(initrd_limit(hdr), 0x80000000u);
 }

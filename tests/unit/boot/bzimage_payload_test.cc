@@ -8,6 +8,7 @@
 
 #include "boot_test_util.h"
 #include "compress_util.h"
+#include "tests/support/unpacked.h"
 #include "vmm/boot/boot_loader.h"
 #include "vmm/layout.h"
 
@@ -98,16 +99,16 @@ TEST_P(BzImagePayloadFormatTest, LoadsTheVmlinuxInsideWithTheBzImageHeader) {
 
   // boot_params carries the bzImage's header, not the one made for a bare ELF.
   boot_params bp = zero_page();
-  EXPECT_EQ(bp.hdr.header, kHdrsMagic);
-  EXPECT_EQ(bp.hdr.version, 0x020F);
-  EXPECT_EQ(bp.hdr.cmdline_size, 2047u);
-  EXPECT_EQ(bp.hdr.initrd_addr_max, 0x3FFFFFFu);
-  EXPECT_EQ(bp.hdr.payload_offset, kPayloadOffset);
+  EXPECT_EQ(unpacked(bp.hdr.header), kHdrsMagic);
+  EXPECT_EQ(unpacked(bp.hdr.version), 0x020F);
+  EXPECT_EQ(unpacked(bp.hdr.cmdline_size), 2047u);
+  EXPECT_EQ(unpacked(bp.hdr.initrd_addr_max), 0x3FFFFFFu);
+  EXPECT_EQ(unpacked(bp.hdr.payload_offset), kPayloadOffset);
   EXPECT_EQ(bp.hdr.loadflags & KASLR_FLAG, 0);
   EXPECT_NE(bp.hdr.loadflags & LOADED_HIGH, 0);
   // The initrd sits below the header's initrd_addr_max (64 MiB).
-  EXPECT_EQ(bp.hdr.ramdisk_image, 64 * kMiB - 8192);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 5000u);
+  EXPECT_EQ(unpacked(bp.hdr.ramdisk_image), 64 * kMiB - 8192);
+  EXPECT_EQ(unpacked(bp.hdr.ramdisk_size), 5000u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, BzImagePayloadFormatTest, ::testing::ValuesIn(test::kCompressors),
@@ -232,7 +233,7 @@ TEST_P(BadPayloadTest, IsRejectedWithFileAndReason) {
   TempFile f(img);
   auto r = load_kernel(*mem, test::make_spec(f.path(), std::nullopt, "", 1));
   ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, c.code) << r.error().message();
+  EXPECT_EQ(r.error().code, unpacked(c.code)) << r.error().message();
   std::string msg = r.error().message();
   EXPECT_NE(msg.find(f.path()), std::string::npos) << msg;
   EXPECT_NE(msg.find(c.reason), std::string::npos) << msg;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "boot_test_util.h"
+#include "tests/support/unpacked.h"
 #include "vmm/boot/boot_loader.h"
 #include "vmm/layout.h"
 
@@ -69,15 +70,15 @@ TEST_F(KernelLoaderTest, BzImageAtOneMiB) {
   EXPECT_TRUE(std::equal(loaded.begin(), loaded.end(), img.begin() + 5 * 512));
 
   boot_params bp = zero_page();
-  EXPECT_EQ(bp.hdr.boot_flag, 0xAA55);
-  EXPECT_EQ(bp.hdr.header, kHdrsMagic);
-  EXPECT_EQ(bp.hdr.version, 0x020F);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xFF);
-  EXPECT_EQ(bp.hdr.init_size, 0x40000u);  // copied from the image's header
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, layout::kCmdlineAddr);
-  EXPECT_EQ(bp.hdr.ramdisk_image, 0u);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 0u);
-  EXPECT_EQ(bp.e820_entries, 3);
+  EXPECT_EQ(unpacked(bp.hdr.boot_flag), 0xAA55);
+  EXPECT_EQ(unpacked(bp.hdr.header), kHdrsMagic);
+  EXPECT_EQ(unpacked(bp.hdr.version), 0x020F);
+  EXPECT_EQ(unpacked(bp.hdr.type_of_loader), 0xFF);
+  EXPECT_EQ(unpacked(bp.hdr.init_size), 0x40000u);  // copied from the image's header
+  EXPECT_EQ(unpacked(bp.hdr.cmd_line_ptr), layout::kCmdlineAddr);
+  EXPECT_EQ(unpacked(bp.hdr.ramdisk_image), 0u);
+  EXPECT_EQ(unpacked(bp.hdr.ramdisk_size), 0u);
+  EXPECT_EQ(unpacked(bp.e820_entries), 3);
   EXPECT_EQ(cmdline_in_guest(), "console=ttyS0 quiet");
 }
 
@@ -128,13 +129,13 @@ TEST_F(KernelLoaderTest, ElfAtItsPhysicalAddresses) {
   EXPECT_TRUE(std::all_of(seg1.begin() + 0x100, seg1.end(), [](uint8_t b) { return b == 0; }));
 
   boot_params bp = zero_page();
-  EXPECT_EQ(bp.hdr.boot_flag, 0xAA55);
+  EXPECT_EQ(unpacked(bp.hdr.boot_flag), 0xAA55);
   EXPECT_EQ(std::memcmp(&bp.hdr.header, "HdrS", 4), 0);
-  EXPECT_EQ(bp.hdr.version, 0x020F);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xFF);
-  EXPECT_EQ(bp.hdr.kernel_alignment, 0x200000u);
-  EXPECT_EQ(bp.hdr.cmdline_size, 4095u);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, layout::kCmdlineAddr);
+  EXPECT_EQ(unpacked(bp.hdr.version), 0x020F);
+  EXPECT_EQ(unpacked(bp.hdr.type_of_loader), 0xFF);
+  EXPECT_EQ(unpacked(bp.hdr.kernel_alignment), 0x200000u);
+  EXPECT_EQ(unpacked(bp.hdr.cmdline_size), 4095u);
+  EXPECT_EQ(unpacked(bp.hdr.cmd_line_ptr), layout::kCmdlineAddr);
   EXPECT_EQ(cmdline_in_guest(), "root=/dev/vda");
 }
 
@@ -169,7 +170,7 @@ TEST_F(KernelLoaderTest, InitrdAtTheTopOfLowRamPageAligned) {
   auto e = boot(kernel.path(), "x", rd.path());
   ASSERT_TRUE(e.has_value()) << e.error().message();
   boot_params bp = zero_page();
-  EXPECT_EQ(bp.hdr.ramdisk_size, initrd.size());
+  EXPECT_EQ(unpacked(bp.hdr.ramdisk_size), initrd.size());
   EXPECT_EQ(bp.hdr.ramdisk_image % 4096, 0u);
   EXPECT_LE(bp.hdr.ramdisk_image + initrd.size(), 128 * kMiB);
   EXPECT_GT(bp.hdr.ramdisk_image + initrd.size(), 128 * kMiB - 4096);
@@ -184,7 +185,7 @@ TEST_F(KernelLoaderTest, InitrdBelowInitrdAddrMax) {
   ASSERT_TRUE(boot(kernel.path(), "x", rd.path()).has_value());
   boot_params bp = zero_page();
   EXPECT_LE(bp.hdr.ramdisk_image + 5000u, 64 * kMiB);
-  EXPECT_EQ(bp.hdr.ramdisk_image, 64 * kMiB - 8192);
+  EXPECT_EQ(unpacked(bp.hdr.ramdisk_image), 64 * kMiB - 8192);
 }
 
 TEST_F(KernelLoaderTest, InitrdBelowTheMmioHoleWithLargeRam) {
@@ -194,8 +195,8 @@ TEST_F(KernelLoaderTest, InitrdBelowTheMmioHoleWithLargeRam) {
   ASSERT_TRUE(boot(kernel.path(), "x", rd.path()).has_value());
   boot_params bp = zero_page();
   // ELF kernels get initrd_addr_max 0x7FFFFFFF: the initrd ends at 2 GiB.
-  EXPECT_EQ(bp.hdr.ramdisk_image, 0x80000000u - 4096);
-  EXPECT_EQ(bp.e820_entries, 4);
+  EXPECT_EQ(unpacked(bp.hdr.ramdisk_image), 0x80000000u - 4096);
+  EXPECT_EQ(unpacked(bp.e820_entries), 4);
 }
 
 TEST_F(KernelLoaderTest, MpTableForRequestedVcpus) {

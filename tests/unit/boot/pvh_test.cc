@@ -1,6 +1,7 @@
 // PVH: the Xen note lookup, the protocol choice (auto, linux, pvh) and hvm_start_info as a
 // kernel reads it (magic, command line, initrd module, RSDP, memory map).
 #include "vmm/boot/pvh.h"
+#include "tests/support/unpacked.h"
 
 #include <gtest/gtest.h>
 
@@ -166,25 +167,25 @@ TEST_F(PvhTest, StartInfoNamesCmdlineInitrdRsdpAndMemoryMap) {
   auto e = boot(kernel_with_notes(linux_like_notes(kPvhEntry)), BootProtocol::kAuto, rd.path());
   ASSERT_TRUE(e.has_value()) << e.error().message();
   const auto info = read<HvmStartInfo>(layout::kPvhStartInfoAddr);
-  EXPECT_EQ(info.magic, 0x336ec578u);
-  EXPECT_EQ(info.version, 1u);
-  EXPECT_EQ(info.cmdline_paddr, layout::kCmdlineAddr);
-  EXPECT_EQ(info.rsdp_paddr, e->rsdp_addr);
-  EXPECT_EQ(info.reserved, 0u);
-  ASSERT_EQ(info.nr_modules, 1u);
+  EXPECT_EQ(unpacked(info.magic), 0x336ec578u);
+  EXPECT_EQ(unpacked(info.version), 1u);
+  EXPECT_EQ(unpacked(info.cmdline_paddr), layout::kCmdlineAddr);
+  EXPECT_EQ(unpacked(info.rsdp_paddr), e->rsdp_addr);
+  EXPECT_EQ(unpacked(info.reserved), 0u);
+  ASSERT_EQ(unpacked(info.nr_modules), 1u);
   const auto mod = read<HvmModlistEntry>(info.modlist_paddr);
   const auto bp = read<boot_params>(layout::kZeroPageAddr);
-  EXPECT_EQ(mod.paddr, bp.hdr.ramdisk_image);
-  EXPECT_EQ(mod.size, 3000u);
+  EXPECT_EQ(unpacked(mod.paddr), unpacked(bp.hdr.ramdisk_image));
+  EXPECT_EQ(unpacked(mod.size), 3000u);
   EXPECT_EQ(read<uint8_t>(mod.paddr), 0x5A);
   // The memory map is the e820 map, entry for entry.
   const auto e820 = build_e820(*mem_);
-  ASSERT_EQ(info.memmap_entries, e820.size());
+  ASSERT_EQ(unpacked(info.memmap_entries), e820.size());
   for (size_t i = 0; i < e820.size(); ++i) {
     const auto m = read<HvmMemmapEntry>(info.memmap_paddr + i * sizeof(HvmMemmapEntry));
-    EXPECT_EQ(m.addr, e820[i].addr);
-    EXPECT_EQ(m.size, e820[i].size);
-    EXPECT_EQ(m.type, e820[i].type);
+    EXPECT_EQ(unpacked(m.addr), unpacked(e820[i].addr));
+    EXPECT_EQ(unpacked(m.size), unpacked(e820[i].size));
+    EXPECT_EQ(unpacked(m.type), unpacked(e820[i].type));
   }
 }
 
@@ -192,8 +193,8 @@ TEST_F(PvhTest, NoInitrdNoModule) {
   auto e = boot(kernel_with_notes(linux_like_notes(kPvhEntry)), BootProtocol::kPvh);
   ASSERT_TRUE(e.has_value()) << e.error().message();
   const auto info = read<HvmStartInfo>(layout::kPvhStartInfoAddr);
-  EXPECT_EQ(info.nr_modules, 0u);
-  EXPECT_EQ(info.modlist_paddr, 0u);
+  EXPECT_EQ(unpacked(info.nr_modules), 0u);
+  EXPECT_EQ(unpacked(info.modlist_paddr), 0u);
 }
 
 TEST(BootProtocolNames, RoundTrip) {

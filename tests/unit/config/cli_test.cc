@@ -216,9 +216,24 @@ TEST(ParseDiskSpec, PathAndOptions) {
   EXPECT_TRUE(parse_disk_spec("b.img,id=12345678901234567890"));  // 20 bytes fits
 }
 
+// The testing extension: fault rules (block/fault_engine.h), repeatable, checked here.
+TEST(ParseDiskSpec, FaultRules) {
+  auto d = parse_disk_spec("a.img,fault=eio@2048+8,ro,fault=short:r/2");
+  ASSERT_TRUE(d) << d.error().message();
+  ASSERT_EQ(d->faults.size(), 2u);
+  EXPECT_EQ(block::to_string(d->faults[0]), "eio:rw@2048+8");
+  EXPECT_EQ(block::to_string(d->faults[1]), "short:r/2");
+  EXPECT_TRUE(d->read_only);
+  EXPECT_TRUE(parse_disk_spec("a.img")->faults.empty());
+  auto bad = parse_disk_spec("a.img,fault=eio@1");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(),
+            "--disk a.img,fault=eio@1: fault rule \"eio@1\": the range is @FIRST+COUNT (sectors)");
+}
+
 TEST(ParseDiskSpec, Rejects) {
   for (const char* spec : {"", ",ro", "a.img,", "a.img,id=", "a.img,id=123456789012345678901",
-                           "a.img,readonly", "a.img,RO"}) {
+                           "a.img,readonly", "a.img,RO", "a.img,fault=", "a.img,fault=oops"}) {
     EXPECT_FALSE(parse_disk_spec(spec)) << spec;
   }
 }
@@ -262,7 +277,7 @@ TEST(ParseDiskSpec, RejectsBadRateLimits) {
       {"a.img,iops_burst=10,bw=1M", "iops_burst needs iops="},
       {"a.img,ops=5",
        "unknown option \"ops=5\" (expected ro, rw, id=SERIAL, bw=, iops=, "
-       "bw_burst= or iops_burst=)"},
+       "bw_burst=, iops_burst= or fault=RULE)"},
   };
   for (const auto& [spec, message] : cases) {
     auto d = parse_disk_spec(spec);
