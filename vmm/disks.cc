@@ -257,10 +257,15 @@ Result<void, DiskErr> Disks::replace_image(size_t index, const std::string& path
 }
 
 Result<void, DiskErr> Disks::apply_rate_limiter(size_t index, const RateLimiterConfig& limiter) {
-  (void)limiter;
   if (index >= disks_.size())
     return disk_fail(DiskError::kDevice, "no disk " + std::to_string(index));
-  return disk_fail(DiskError::kDevice, "rate_limiter: not supported yet");
+  Disk& d = disks_[index];
+  d.device->set_rate_limiter(limiter);
+  d.drive.rate_limiter = limiter;
+  const std::string what = label(d.name, d.drive);
+  if (!limiter.bandwidth && !limiter.ops) KLOG_INFO("%s: rate limiter removed", what.c_str());
+  log_rate_limiter(what, limiter);
+  return {};
 }
 
 }  // namespace kindling::vmm

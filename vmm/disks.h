@@ -91,8 +91,7 @@ class Disks {
   // replace_image: in-flight requests finish on the old image, the guest is told the new
   // capacity). The old image is fdatasynced before it is closed when writable.
   Result<void, DiskErr> replace_image(size_t index, const std::string& path);
-  // INTEGRATION POINT (rate limiter branch): gives disk `index` a new rate limiter live.
-  // Not connected yet: always fails with "not supported yet".
+  // Gives disk `index` a new rate limiter, live (virtio/blk_device.h's set_rate_limiter).
   Result<void, DiskErr> apply_rate_limiter(size_t index, const RateLimiterConfig& limiter);
 
  private:

@@ -67,27 +67,6 @@ std::optional<ApiResponse> unknown_member(const json& v,
   return std::nullopt;
 }
 
-Result<TokenBucketConfig, ConfigErr> parse_bucket(const json& v, const std::string& path) {
-  if (!v.is_object()) return fail(ConfigError::kWrongType, 0, path + ": expected an object");
-  TokenBucketConfig b;
-  for (const auto& [key, value] : v.items()) {
-    uint64_t* field = key == "size"             ? &b.size
-                      : key == "one_time_burst" ? &b.one_time_burst
-                      : key == "refill_time"    ? &b.refill_time_ms
-                                                : nullptr;
-    if (field == nullptr) return fail(ConfigError::kUnknownKey, 0, path + "." + key);
-    if (value.is_null()) continue;
-    if (!value.is_number_unsigned()) {
-      return fail(ConfigError::kWrongType, 0, path + "." + key + ": expected an unsigned integer");
-    }
-    *field = value.get<uint64_t>();
-  }
-  if (!v.contains("size") || !v.contains("refill_time")) {
-    return fail(ConfigError::kMissingKey, 0, path + ": size and refill_time are required");
-  }
-  return b;
-}
-
 std::string drive_metrics_name(const DriveConfig& d, size_t index) {
   return "block_" + (d.id.empty() ? "drive" + std::to_string(index) : d.id);
 }
@@ -103,24 +82,6 @@ json block_metrics(const virtio::BlockStats& s) {
 
 ApiResponse fault(const std::string& message) {
   return ApiResponse{400, json{{"fault_message", message}}.dump()};
-}
-
-Result<RateLimiterConfig, ConfigErr> parse_rate_limiter_json(std::string_view text) {
-  json v = json::parse(text, nullptr, false);
-  if (v.is_discarded()) return fail(ConfigError::kJson, 0, "rate_limiter: invalid JSON");
-  RateLimiterConfig r;
-  if (v.is_null()) return r;
-  if (!v.is_object()) return fail(ConfigError::kWrongType, 0, "rate_limiter: expected an object");
-  for (const auto& [key, value] : v.items()) {
-    if (key != "bandwidth" && key != "ops") {
-      return fail(ConfigError::kUnknownKey, 0, "rate_limiter." + key);
-    }
-    if (value.is_null()) continue;
-    auto b = parse_bucket(value, "rate_limiter." + key);
-    if (!b) return b.take_error();
-    (key == "bandwidth" ? r.bandwidth : r.ops) = *b;
-  }
-  return r;
 }
 
 std::string metrics_json(const std::vector<DriveConfig>& drives,
@@ -269,9 +230,10 @@ ApiResponse ApiHandler::patch_drive(const std::string& id, const std::string& bo
   }
   std::optional<RateLimiterConfig> limiter;
   if (v->contains("rate_limiter")) {
-    auto r = parse_rate_limiter_json((*v)["rate_limiter"].dump());
+    // Firecracker's update rules: a bucket given replaces the current one, an absent one stays.
+    auto r = parse_rate_limiter((*v)["rate_limiter"], "rate_limiter");
     if (!r) return fault(r.error().message());
-    limiter = *r;
+    limiter = apply_rate_limiter_update(config_.drives[index].rate_limiter, *r);
   }
   if (path) {
     if (auto ok = control_.replace_drive(index, *path); !ok) {
@@ -280,12 +242,10 @@ ApiResponse ApiHandler::patch_drive(const std::string& id, const std::string& bo
     config_.drives[index].path = *path;
   }
   if (limiter) {
-    // The config keeps what was asked even while the live setter is missing, so that
-    // GET /vm/config shows it; the error says it did not take effect.
-    config_.drives[index].rate_limiter = *limiter;
     if (auto ok = control_.apply_rate_limiter(index, *limiter); !ok) {
       return fault("Unable to patch the block device: " + ok.error().message());
     }
+    config_.drives[index].rate_limiter = *limiter;
   }
   return no_content();
 }

@@ -93,7 +93,6 @@ class ApiHandler {
 // Parses a PATCH /drives rate_limiter object ({"bandwidth"|"ops": {"size", "one_time_burst",
 // "refill_time"}}). INTEGRATION: the rate limiter branch parses the same object in
 // config_json.cc; this one should then call that.
-Result<RateLimiterConfig, ConfigErr> parse_rate_limiter_json(std::string_view text);
 
 // Firecracker's metrics line for the drives: {"utc_timestamp_ms": T, "block": {totals},
 // "block_<drive_id>": {...}} with Firecracker's counter names (read_count, write_count,

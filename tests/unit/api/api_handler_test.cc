@@ -31,9 +31,11 @@ class FakeControl : public VmControl {
     replaced.emplace_back(index, path);
     return {};
   }
-  Result<void, ControlErr> apply_rate_limiter(size_t, const RateLimiterConfig&) override {
-    return fail(ControlError::kFailed, 0, "rate_limiter: not supported yet");
+  Result<void, ControlErr> apply_rate_limiter(size_t index, const RateLimiterConfig& r) override {
+    limiters.emplace_back(index, r);
+    return {};
   }
+  std::vector<std::pair<size_t, RateLimiterConfig>> limiters;  // apply_rate_limiter calls
   virtio::BlockStats drive_stats(size_t index) override {
     virtio::BlockStats s;
     s.reads = 10 + index;
@@ -141,20 +143,35 @@ TEST_F(ApiHandlerTest, PatchDriveSwapsTheImageOfTheRunningVm) {
   EXPECT_EQ(json::parse(call("GET", "/vm/config").body)["drives"][0]["path_on_host"], "/i/big.img");
 }
 
-TEST_F(ApiHandlerTest, PatchDriveRateLimiterIsValidatedAndKeptButNotYetApplied) {
+// PATCH rate_limiter after start: validated, applied live (Firecracker's update rules: a bucket
+// given replaces the current one, an absent one stays), and shown by GET /vm/config.
+TEST_F(ApiHandlerTest, PatchDriveRateLimiterIsValidatedAndAppliedLive) {
   configure();
   start();
   ApiResponse bad = call("PATCH", "/drives/rootfs",
                          R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": -1}}})");
   EXPECT_EQ(bad.status, 400);
-  ApiResponse r = call("PATCH", "/drives/rootfs",
-                       R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 100,
-                           "refill_time": 1000}}})");
-  EXPECT_EQ(r.status, 400);
-  EXPECT_NE(r.body.find("not supported yet"), std::string::npos) << r.body;
+  EXPECT_TRUE(control_.limiters.empty()) << "a refused body changes nothing";
+  ASSERT_EQ(call("PATCH", "/drives/rootfs",
+                 R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 100,
+                     "refill_time": 1000}}})")
+                .status,
+            204);
+  ASSERT_EQ(call("PATCH", "/drives/rootfs",
+                 R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 4096,
+                     "refill_time": 100}}})")
+                .status,
+            204);
+  ASSERT_EQ(control_.limiters.size(), 2u);
+  EXPECT_EQ(control_.limiters[0].first, 0u);
+  const RateLimiterConfig& last = control_.limiters[1].second;
+  ASSERT_TRUE(last.ops && last.bandwidth) << "the second PATCH keeps the ops bucket";
+  EXPECT_EQ(last.ops->size, 100u);
+  EXPECT_EQ(last.bandwidth->size, 4096u);
   json limiter = json::parse(call("GET", "/vm/config").body)["drives"][0]["rate_limiter"];
   EXPECT_EQ(limiter["ops"]["size"], 100);
   EXPECT_EQ(limiter["ops"]["refill_time"], 1000);
+  EXPECT_EQ(limiter["bandwidth"]["size"], 4096);
 }
 
 TEST_F(ApiHandlerTest, SendCtrlAltDelReachesTheVm) {
