@@ -279,6 +279,9 @@ void BlockDevice::reset() {
     limiter_update_.reset();
   }
   held_.reset();  // popped, never answered: the driver owns the chain again after a reset
+  // The next activation may bring other guest memory at the same address (a new VM, a test's
+  // driver): it registers again rather than trusting the pointer.
+  registered_mem_ = nullptr;
   // The limiter's timer stays (made in open(): activation runs on a vCPU thread, whose seccomp
   // filter has no timerfd_create); an expiry left armed only wakes the next I/O thread once.
   merge_.reset();

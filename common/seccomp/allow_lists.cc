@@ -88,6 +88,7 @@ const Rule kBlockIo[] = {
     {SYS_fsync, {}},
     {SYS_io_uring_enter, {}},
     {SYS_io_uring_register, {}},
+    {SYS_fallocate, {}},  // DISCARD and WRITE_ZEROES (libaio, sync and io_uring's fallback)
     // The rate limiter arms its timerfd (made with the device, on the main thread).
     {SYS_timerfd_settime, {}},
 };

@@ -64,11 +64,19 @@ TEST_P(ConfinedBlkTest, ReadWriteFlushResetAndReactivate) {
     EXPECT_EQ(one(drv, VIRTIO_BLK_T_IN, 8, 4096), VIRTIO_BLK_S_OK);
     EXPECT_EQ(drv.data(0)[4095], 0x5a);
     EXPECT_EQ(one(drv, VIRTIO_BLK_T_GET_ID, 0, 20), VIRTIO_BLK_S_OK);
+    // DISCARD and WRITE_ZEROES: fallocate on the I/O thread for libaio and sync.
+    for (uint32_t type : {VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES}) {
+      virtio_blk_discard_write_zeroes seg{};
+      seg.sector = 64;
+      seg.num_sectors = 16;
+      std::memcpy(drv.data(0).data(), &seg, sizeof(seg));
+      EXPECT_EQ(one(drv, type, 0, sizeof(seg)), VIRTIO_BLK_S_OK) << type;
+    }
     drv.reset();
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, ConfinedBlkTest, testing::Values("sync", "libaio"),
+INSTANTIATE_TEST_SUITE_P(Engines, ConfinedBlkTest, testing::Values("sync", "libaio", "io_uring"),
                          [](const auto& info) { return info.param; });
 
 TEST(ConfinedBlk, ForbiddenSyscallOnTheIoThreadIsCaught) {
