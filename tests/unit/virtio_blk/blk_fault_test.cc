@@ -184,7 +184,7 @@ TEST_P(BlkFaultTest, FailedSyncIsAFailedFlush) {
   EXPECT_EQ(dev->engine_stats().syncs, 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, BlkFaultTest, testing::Values("libaio", "sync"),
+INSTANTIATE_TEST_SUITE_P(Engines, BlkFaultTest, testing::Values("libaio", "io_uring", "sync"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
