@@ -573,20 +573,25 @@ void BlockDevice::broken(const char* what, const std::string& why) {
   interrupt_->mark_needs_reset();
 }
 
+bool BlockDevice::await_engine() {
+  if (auto r = engine_->flush_submissions(); !r) {
+    KLOG_ERROR_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
+  }
+  pollfd p{engine_->notifier_fd(), POLLIN, 0};
+  if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
+    KLOG_ERROR("virtio-blk: poll: %s", strerror(errno));
+    return false;
+  }
+  return true;
+}
+
 void BlockDevice::drain_in_flight() {
   // After a reset the driver owns its memory again: finish what the kernel still holds (it
   // writes into guest buffers until it completes), then forget every request without a push.
   std::lock_guard lock(stats_mu_);
   dropping_ = true;
   while (engine_->in_flight() > 0) {
-    if (auto r = engine_->flush_submissions(); !r) {
-      KLOG_ERROR_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
-    }
-    pollfd p{engine_->notifier_fd(), POLLIN, 0};
-    if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
-      KLOG_ERROR("virtio-blk: poll: %s", strerror(errno));
-      break;
-    }
+    if (!await_engine()) break;
     reap_completions();  // not reap(): after a reset nothing deferred may reach the engine
   }
   update_counters();
@@ -640,14 +645,7 @@ void BlockDevice::run_replacement() {
   // what is buffered, then reap until the old engine holds nothing.
   merge_->submit();
   while (engine_->in_flight() > 0 || merge_->buffered() > 0 || merge_->deferred() > 0) {
-    if (auto r = engine_->flush_submissions(); !r) {
-      KLOG_ERROR_RATELIMITED("virtio-blk: submission failed: %s", r.error().message().c_str());
-    }
-    pollfd p{engine_->notifier_fd(), POLLIN, 0};
-    if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
-      KLOG_ERROR("virtio-blk: poll: %s", strerror(errno));
-      break;
-    }
+    if (!await_engine()) break;
     reap();
     merge_->submit();
   }

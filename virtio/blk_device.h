@@ -182,6 +182,9 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   const memory::GuestMemory* registered_mem_ = nullptr;  // what engine_ has registered
   // Hands guest RAM to the engine once per engine and memory (I/O thread only).
   void register_guest_memory();
+  // Hands the engine what is queued and waits up to 1 s for a completion (I/O thread, or
+  // after it stopped). False when waiting fails.
+  bool await_engine();
   // Set by activate(), used by the I/O thread only, cleared by reset() after the join.
   const memory::GuestMemory* mem_ = nullptr;
   Queue* queue_ = nullptr;

@@ -6,7 +6,8 @@
 //   kindling_blk_bench --image FILE --rw randread|randwrite|seqread --bs BYTES --qd N
 //                      [--seconds S] [--merge 0|1] [--engine libaio|io_uring|sync] [--seed N]
 // prints one line: `iops=N mbps=M io_submit=C merged=K requests=R p50_us=X p99_us=Y ...
-// odirect=0|1 seed=N` (MB/s is 10^6 bytes per second, like fio's figure in parentheses).
+// odirect=0|1 seed=N bytes_per_s=B throttled=T` (MB/s is 10^6 bytes per second, like fio's
+// figure in parentheses; `throttled`: requests the --limit rate limiter held back).
 //
 // Fair to fio: random offsets are drawn from a fresh seed each run (fio randrepeat=0), the
 // write buffers hold random bytes and each write changes some of them (as fio's default
@@ -34,6 +35,8 @@
 
 namespace {
 
+using kindling::block::RateLimiterConfig;
+using kindling::block::TokenBucketConfig;
 using kindling::test::BlkDone;
 using kindling::test::BlkDriver;
 using kindling::virtio::BlockDevice;
@@ -49,15 +52,18 @@ struct Args {
   std::string engine = "libaio";
   bool stats = false;
   uint32_t poll_us = 0;
+  std::string limit = "none";  // the drive's rate limiter (see limiter_for)
   uint64_t seed = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
 };
 
 [[noreturn]] void usage(const char* why) {
-  fprintf(stderr,
-          "kindling_blk_bench: %s\nusage: kindling_blk_bench --image FILE --rw "
-          "randread|randwrite|seqread --bs BYTES --qd N [--seconds S] [--merge 0|1] "
-          "[--engine libaio|io_uring|sync] [--poll-us N] [--seed N] [--stats]\n",
-          why);
+  fprintf(
+      stderr,
+      "kindling_blk_bench: %s\nusage: kindling_blk_bench --image FILE --rw "
+      "randread|randwrite|seqread --bs BYTES --qd N [--seconds S] [--merge 0|1] "
+      "[--engine libaio|io_uring|sync] [--poll-us N] [--seed N] [--limit none|bw=BYTES|ops=N|huge] "
+      "[--stats]\n",
+      why);
   exit(2);
 }
 
@@ -85,6 +91,8 @@ Args parse(int argc, char** argv) {
       a.merge = v != "0";
     else if (k == "--engine")
       a.engine = v;
+    else if (k == "--limit")
+      a.limit = v;
     else if (k == "--seed")
       a.seed = std::stoull(v);
     else if (k == "--poll-us")
@@ -97,6 +105,30 @@ Args parse(int argc, char** argv) {
   if (a.bs == 0 || a.bs % 512 != 0 || a.bs > 1024 * 1024) usage("bad --bs");
   if (a.qd == 0 || a.qd > 128) usage("bad --qd (1..128)");
   return a;
+}
+
+// The drive's rate limiter for --limit: none; bw=BYTES or ops=N per second (a bucket of a tenth
+// of that, refilled every 100 ms); huge: buckets that never run dry, so every request is
+// charged and none held (the limiter's own cost).
+RateLimiterConfig limiter_for(const std::string& limit) {
+  RateLimiterConfig c;
+  auto per_second = [&](size_t prefix) {
+    uint64_t n = std::stoull(limit.substr(prefix));
+    if (n < 10) usage("a limit below 10 per second");
+    return TokenBucketConfig{n / 10, 0, 100};
+  };
+  if (limit == "none") return c;
+  if (limit == "huge") {
+    c.bandwidth = TokenBucketConfig{uint64_t{1} << 50, 0, 1};
+    c.ops = TokenBucketConfig{uint64_t{1} << 40, 0, 1};
+  } else if (limit.rfind("bw=", 0) == 0) {
+    c.bandwidth = per_second(3);
+  } else if (limit.rfind("ops=", 0) == 0) {
+    c.ops = per_second(4);
+  } else {
+    usage(("bad --limit " + limit).c_str());
+  }
+  return c;
 }
 
 // 1 when an fd of this process open on `image` has O_DIRECT in its flags (/proc/self/fdinfo),
@@ -131,6 +163,7 @@ int main(int argc, char** argv) {
   o.engine = a.engine;
   o.merge = a.merge;
   o.poll_us = a.poll_us;
+  o.rate_limiter = limiter_for(a.limit);
   auto dev = BlockDevice::open(o);
   if (!dev) {
     fprintf(stderr, "kindling_blk_bench: %s\n", dev.error().message().c_str());
@@ -207,14 +240,16 @@ int main(int argc, char** argv) {
   double mbps = iops * a.bs / 1e6;
   printf(
       "iops=%.0f mbps=%.1f io_submit=%llu merged=%llu requests=%llu errors=%llu p50_us=%.1f "
-      "p99_us=%.1f kicks=%llu interrupts=%llu odirect=%d seed=%llu\n",
+      "p99_us=%.1f kicks=%llu interrupts=%llu odirect=%d seed=%llu bytes_per_s=%.0f "
+      "throttled=%llu\n",
       iops, mbps, static_cast<unsigned long long>(s.io_submit_calls),
       static_cast<unsigned long long>(s.merged_groups), static_cast<unsigned long long>(completed),
       static_cast<unsigned long long>(errors),
       static_cast<double>(s.latency.percentile(0.5)) / 1000.0,
       static_cast<double>(s.latency.percentile(0.99)) / 1000.0,
       static_cast<unsigned long long>(drv.kicks()), static_cast<unsigned long long>(s.interrupts),
-      odirect, static_cast<unsigned long long>(a.seed));
+      odirect, static_cast<unsigned long long>(a.seed), iops * a.bs,
+      static_cast<unsigned long long>(s.rate_limiter_throttled_events));
   if (a.stats) printf("%s", kindling::virtio::format_stats(s).c_str());
   return errors == 0 ? 0 : 1;
 }
