@@ -102,6 +102,30 @@ AlignedIo::AlignedIo(const RawImage& image, size_t max_in_flight, OpSink& sink,
 
 AlignedIo::~AlignedIo() = default;
 
+std::optional<uint32_t> AlignedIo::take_slot(ReqKind kind, uint64_t offset, uint64_t length,
+                                             bool writes, uint64_t cookie) {
+  ++accepted_;
+  ++requests_;
+  if (writes && image_.read_only()) {
+    push_ready(cookie, -EROFS);
+    return std::nullopt;
+  }
+  if (kind != ReqKind::kFlush && length == 0) {
+    push_ready(cookie, 0);
+    return std::nullopt;
+  }
+  const uint32_t idx = free_slots_.back();
+  free_slots_.pop_back();
+  Slot& s = slots_[idx];
+  s.cookie = cookie;
+  s.kind = kind;
+  s.offset = offset;
+  s.length = length;
+  s.pending = 0;
+  s.error = 0;
+  return idx;
+}
+
 Result<void, BlockErr> AlignedIo::submit(ReqKind kind, uint64_t offset, std::span<const iovec> iov,
                                          uint64_t cookie) {
   if (accepted_ >= slots_.size() || free_slots_.empty()) {
@@ -112,27 +136,12 @@ Result<void, BlockErr> AlignedIo::submit(ReqKind kind, uint64_t offset, std::spa
   if (kind != ReqKind::kFlush && offset + length < offset) {
     return fail(BlockError::kSubmit, EINVAL, "offset + length overflows");
   }
-  ++accepted_;
-  ++requests_;
-  if (kind == ReqKind::kWrite && image_.read_only()) {
-    push_ready(cookie, -EROFS);
-    return {};
-  }
-  if (kind != ReqKind::kFlush && length == 0) {
-    push_ready(cookie, 0);
-    return {};
-  }
-
-  uint32_t idx = free_slots_.back();
-  free_slots_.pop_back();
+  const std::optional<uint32_t> taken =
+      take_slot(kind, offset, length, kind == ReqKind::kWrite, cookie);
+  if (!taken) return {};
+  const uint32_t idx = *taken;
   Slot& s = slots_[idx];
-  s.cookie = cookie;
-  s.kind = kind;
-  s.offset = offset;
-  s.length = length;
   s.guest.assign(iov.begin(), iov.end());
-  s.pending = 0;
-  s.error = 0;
   plan(s);
   if (s.bounced) {
     ++bounced_;
@@ -162,29 +171,15 @@ Result<void, BlockErr> AlignedIo::submit_range(ReqKind kind, uint64_t offset, ui
     return fail(BlockError::kQueueFull, EAGAIN);
   }
   if (offset + length < offset) return fail(BlockError::kSubmit, EINVAL, "range overflows");
-  ++accepted_;
-  ++requests_;
-  if (image_.read_only()) {
-    push_ready(cookie, -EROFS);
-    return {};
-  }
-  if (length == 0) {
-    push_ready(cookie, 0);
-    return {};
-  }
-  uint32_t idx = free_slots_.back();
-  free_slots_.pop_back();
+  const std::optional<uint32_t> taken = take_slot(kind, offset, length, true, cookie);
+  if (!taken) return {};
+  const uint32_t idx = *taken;
   Slot& s = slots_[idx];
-  s.cookie = cookie;
-  s.kind = kind;
-  s.offset = s.lo = offset;
-  s.length = length;
+  s.lo = offset;
   s.hi = offset + length;
   s.guest.clear();
   s.bounced = false;
   s.rmw = false;
-  s.pending = 0;
-  s.error = 0;
   s.may_unmap = may_unmap;
   s.falloc_mode = 0;
   admit(idx);

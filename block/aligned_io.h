@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -90,6 +91,11 @@ class AlignedIo {
 
   void plan(Slot& s);
   void admit(uint32_t idx);
+  // Counts an accepted request and answers at once what needs no I/O (a write, discard or
+  // write-zeroes to a read-only image; zero length); otherwise takes a slot for it with the
+  // common fields set. nullopt: already answered.
+  std::optional<uint32_t> take_slot(ReqKind kind, uint64_t offset, uint64_t length, bool writes,
+                                    uint64_t cookie);
   void start_bounce_waiters();
   void fail_slot(uint32_t idx, int64_t result);
   void start_slot(uint32_t idx);
