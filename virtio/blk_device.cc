@@ -616,7 +616,8 @@ Result<void, BlockDeviceErr> BlockDevice::replace_image(const std::string& path)
   }
   std::lock_guard replacing(replace_mu_);
   if (!active()) {
-    install(std::move(image), std::move(*engine));
+    install(image, *engine);
+    engine->reset();  // the old engine, then the old image, go here
     return {};
   }
   std::unique_lock job(job_mu_);
@@ -629,6 +630,10 @@ Result<void, BlockDeviceErr> BlockDevice::replace_image(const std::string& path)
   }
   // reset() cannot run meanwhile (replace_mu_), so the thread is there to answer.
   job_cv_.wait(job, [this] { return !job_pending_; });
+  // The I/O thread handed back the old engine and image: they are closed here, not under the
+  // I/O thread's seccomp filter (io_destroy, close). The engine refers to the image: first.
+  job_engine_.reset();
+  job_image_.reset();
   return {};
 }
 
@@ -655,7 +660,7 @@ void BlockDevice::run_replacement() {
   base_.merged_groups = stats_.merged_groups;
   base_.merged_requests = stats_.merged_requests;
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, engine_->notifier_fd(), nullptr);
-  install(std::move(image), std::move(engine));
+  install(image, engine);   // `image` and `engine` are the old ones now
   register_guest_memory();  // the new engine, as the first one (io_uring's fixed buffers)
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -674,6 +679,8 @@ void BlockDevice::run_replacement() {
   if (!broken_) process_queue();
   {
     std::lock_guard job(job_mu_);
+    job_image_ = std::move(image);
+    job_engine_ = std::move(engine);
     job_pending_ = false;
   }
   job_cv_.notify_all();
@@ -687,17 +694,16 @@ void BlockDevice::register_guest_memory() {
   registered_mem_ = mem_;
 }
 
-void BlockDevice::install(std::unique_ptr<block::RawImage> image,
-                          std::unique_ptr<block::IoEngine> engine) {
+void BlockDevice::install(std::unique_ptr<block::RawImage>& image,
+                          std::unique_ptr<block::IoEngine>& engine) {
   registered_mem_ = nullptr;  // the new engine has no guest RAM yet
-  // The old engine goes before the old image it refers to; what the guest wrote to the old
-  // image is made stable before it is closed, as at shutdown.
+  // What the guest wrote to the old image is made stable before it goes, as at shutdown.
   merge_.reset();
-  engine_ = std::move(engine);
+  std::swap(engine_, engine);
   if (image_ && !facts_.read_only && ::fdatasync(image_->fd()) != 0) {
     KLOG_WARN("virtio-blk: fdatasync of the replaced image failed: %s", strerror(errno));
   }
-  image_ = std::move(image);
+  std::swap(image_, image);
   facts_.capacity_sectors = image_->size_bytes() >> kSectorShift;
   std::lock_guard lock(config_mu_);
   config_.capacity = facts_.capacity_sectors;

@@ -165,7 +165,9 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   void run_replacement();
   // Installs a new image and engine (I/O thread, or no thread running), updating the disk facts
   // and the config space.
-  void install(std::unique_ptr<block::RawImage> image, std::unique_ptr<block::IoEngine> engine);
+  // Puts `image` and `engine` in service; the old ones come back in the same arguments for the
+  // caller to destroy (the engine first: it refers to its image).
+  void install(std::unique_ptr<block::RawImage>& image, std::unique_ptr<block::IoEngine>& engine);
   // seg_max for a queue of `queue_size` entries: a chain is at most that long (header and
   // status take two), and seg_max * kSizeMax stays within kMaxRequestBytes.
   static uint32_t seg_max_for(uint16_t queue_size);

@@ -76,6 +76,29 @@ TEST_P(ConfinedBlkTest, ReadWriteFlushResetAndReactivate) {
   }
 }
 
+// PATCH /drives path_on_host while the guest runs: the confined I/O thread switches images
+// (drains, syncs, swaps the engine's notifier in its epoll set) and hands the old engine and
+// image back to be closed outside its filter.
+TEST_P(ConfinedBlkTest, ImageReplacedWhileActive) {
+  test::TempImage first(1 << 20, test::ImageFs::kDisk, 3);
+  test::TempImage second(2 << 20, test::ImageFs::kDisk, 4);
+  BlockOptions o;
+  o.path = first.path();
+  o.engine = GetParam();
+  o.seccomp = true;
+  o.thread_name = "blk-test";
+  auto dev = BlockDevice::open(o);
+  ASSERT_TRUE(dev) << dev.error().message();
+  BlkDriver drv({});
+  ASSERT_TRUE(drv.activate(**dev));
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_IN, 0, 4096), VIRTIO_BLK_S_OK);
+  ASSERT_TRUE((*dev)->replace_image(second.path()));
+  EXPECT_EQ((*dev)->disk().capacity_sectors, (2u << 20) / 512);
+  EXPECT_EQ(one(drv, VIRTIO_BLK_T_IN, 2048, 4096), VIRTIO_BLK_S_OK);
+  EXPECT_EQ(std::memcmp(drv.data(0).data(), second.shadow().data() + (1 << 20), 4096), 0);
+  drv.reset();
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, ConfinedBlkTest, testing::Values("sync", "libaio", "io_uring"),
                          [](const auto& info) { return info.param; });
 
