@@ -42,17 +42,23 @@ uint8_t one(BlkDriver& drv, uint32_t type, uint64_t sector, uint32_t len) {
   return done.size() == 1 ? done[0].status : 0xff;
 }
 
-class ConfinedBlkTest : public testing::TestWithParam<std::string> {};
+class ConfinedBlkTest : public testing::TestWithParam<std::string> {
+ protected:
+  // The device over `path` with the parameter's engine, its I/O thread under the filter.
+  static auto open_confined(const std::string& path) {
+    BlockOptions o;
+    o.path = path;
+    o.engine = GetParam();
+    o.seccomp = true;
+    o.thread_name = "blk-test";
+    return BlockDevice::open(o);
+  }
+};
 
 // The filter stays on the I/O thread: the test's own threads are not confined.
 TEST_P(ConfinedBlkTest, ReadWriteFlushResetAndReactivate) {
   test::TempImage image(1 << 20);
-  BlockOptions o;
-  o.path = image.path();
-  o.engine = GetParam();
-  o.seccomp = true;
-  o.thread_name = "blk-test";
-  auto dev = BlockDevice::open(o);
+  auto dev = open_confined(image.path());
   ASSERT_TRUE(dev) << dev.error().message();
   for (int round = 0; round < 2; ++round) {
     BlkDriver drv({});
@@ -82,12 +88,7 @@ TEST_P(ConfinedBlkTest, ReadWriteFlushResetAndReactivate) {
 TEST_P(ConfinedBlkTest, ImageReplacedWhileActive) {
   test::TempImage first(1 << 20, test::ImageFs::kDisk, 3);
   test::TempImage second(2 << 20, test::ImageFs::kDisk, 4);
-  BlockOptions o;
-  o.path = first.path();
-  o.engine = GetParam();
-  o.seccomp = true;
-  o.thread_name = "blk-test";
-  auto dev = BlockDevice::open(o);
+  auto dev = open_confined(first.path());
   ASSERT_TRUE(dev) << dev.error().message();
   BlkDriver drv({});
   ASSERT_TRUE(drv.activate(**dev));
