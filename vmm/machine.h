@@ -2,7 +2,7 @@
 // devices on the buses, kernel loaded, vCPUs set up; then vCPU threads until a stop.
 //
 // Build order (explicit, no registration magic):
-//   Machine::create()        KVM checks, VM, TSS, irqchip, PIT, RAM slots, legacy devices
+//   Machine::create()        KVM checks, VM, RAM slots, TSS, irqchip, PIT, legacy devices
 //   attach_virtio_mmio()...  MMIO devices (virtio-mmio), each with its cmdline fragment
 //   boot()                   kernel + initrd + cmdline + boot tables (MP, ACPI) loaded, vCPUs
 //                            created and set up
