@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Populates DIR (empty or absent) with the kindling guest's root file system tree:
-# busybox-static with a link per applet, /init (guest/rootfs/init) and /sbin/init -> /init,
+# busybox-static with a link per applet, /init (guest/rootfs/init.c, compiled here: it marks the
+# boot-timer port and runs /etc/kindling/init.sh, guest/rootfs/init.sh) and /sbin/init -> /init,
 # /etc from guest/rootfs/etc, the write-vdb test pattern, and empty /dev /proc /sys /tmp.
 # Used by make-rootfs.sh (ext4 image) and make-initramfs.sh (cpio).
 #
@@ -44,7 +45,7 @@ chmod 1777 tmp
 chmod 0700 root
 cp "$busybox" bin/busybox
 # One symlink per applet at its usual place; reboot/poweroff/halt/init stay busybox applets,
-# /sbin/init is our script.
+# /sbin/init is our /init.
 while read -r applet; do
   case "$applet" in
   bin/busybox | sbin/init | linuxrc) continue ;;
@@ -52,7 +53,11 @@ while read -r applet; do
   [[ -e "$applet" || -L "$applet" ]] || ln -s /bin/busybox "$applet"
 done < <("$busybox" --list-full)
 cp -R "$here/rootfs/etc/." etc/
-install -m 0755 "$here/rootfs/init" init
+# PID 1's first program: freestanding, static, a few hundred bytes of code (${CC:-cc}).
+"${CC:-cc}" -Os -s -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie \
+  -fno-asynchronous-unwind-tables -Wl,--build-id=none -Wall -Wextra -Werror \
+  -o init "$here/rootfs/init.c"
+install -m 0755 "$here/rootfs/init.sh" etc/kindling/init.sh
 ln -sf /init sbin/init
 write_pattern >etc/kindling/pattern.bin
 stat -c %s etc/kindling/pattern.bin >etc/kindling/pattern.size

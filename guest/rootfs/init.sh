@@ -1,10 +1,9 @@
 #!/bin/sh
 # shellcheck shell=dash
-# kindling guest /init (busybox ash, PID 1).
-#
-# 1. signals the kindling boot-timer port 0x3F0 (first thing: "user space reached");
-# 2. mounts proc, sysfs and devtmpfs;
-# 3. runs the checks named on the kernel command line, kindling.check=CHECK[,CHECK...]:
+# kindling guest init script (busybox ash, PID 1): /init (guest/rootfs/init.c) has marked the
+# boot-timer port ("user space reached") and runs it as /bin/sh /etc/kindling/init.sh. It
+# 1. mounts proc, sysfs and devtmpfs;
+# 2. runs the checks named on the kernel command line, kindling.check=CHECK[,CHECK...]:
 #      write-vdb   write /etc/kindling/pattern.bin to the start of /dev/vdb, sync, read back
 #      ro-vdb      a write to /dev/vdb must fail (read-only disk)
 #      trim-vdb    /dev/vdb holds ext4 with del.bin, keep.bin and keep.sha256: mount it, delete
@@ -24,7 +23,7 @@
 #      shell       an interactive shell after the checks
 #    prints "KINDLING-VERDICT: PASS" or "KINDLING-VERDICT: FAIL <what>" and ends the VM the
 #    way kindling.end=reboot|poweroff|halt says (default reboot: `reboot -f`);
-# 4. without checks: an interactive shell on the console; exit/poweroff/reboot end the VM.
+# 3. without checks: an interactive shell on the console; exit/poweroff/reboot end the VM.
 #
 # On PVM hosts every new process costs seconds (fork, exec and page faults run emulated
 # kernel code), so this script leans on ash builtins: `read` instead of cat, shell
@@ -33,12 +32,6 @@
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export HOME=/root
 umask 022
-
-# The boot-timer port: one byte (123, as Firecracker's guests write) to port 0x3F0 = 1008.
-# /dev is devtmpfs when the root is a disk (DEVTMPFS_MOUNT); the initramfs ships /dev/port.
-if [ -c /dev/port ]; then
-	dd if=/etc/kindling/boot-byte of=/dev/port bs=1 seek=1008 count=1 conv=notrunc 2>/dev/null
-fi
 
 # proc, sysfs, devtmpfs from /etc/fstab in one process (devtmpfs may already be mounted).
 mount -a 2>/dev/null
