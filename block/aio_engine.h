@@ -112,6 +112,12 @@ class AioEngine final : public AlignedEngine {
   void collect_completions() override;
   void submit_pending();
   void reap_kernel();
+  // Takes up to `max` completed events into events_ straight from the context's ring, which
+  // the kernel maps into our memory (no io_getevents call; as QEMU's and fio's userspace_reap
+  // do). -1 when the ring's layout is not the one known (then io_getevents reaps).
+  int peek_ring(size_t max);
+  // The iocb results in events_[0, n): completes them (or reruns a refused FDSYNC inline).
+  void take_events(int n);
   void complete_op(iocb* cb, int64_t result);
   void release(iocb* cb);
   // A FLUSH the kernel refused with EINVAL (no IOCB_CMD_FDSYNC, before Linux 4.18): runs
@@ -133,6 +139,7 @@ class AioEngine final : public AlignedEngine {
       helper_done_;  // flushes done off-thread, inline fallocates
   std::vector<std::pair<uint64_t, int64_t>> done_scratch_;  // helper_done_ being completed
   size_t kernel_in_flight_ = 0;
+  bool user_reap_ = true;       // peek_ring() works; false for good once it does not
   unsigned idle_refusals_ = 0;  // refusals in a row with nothing in flight (kIdleSubmitRetries)
   SubmitFn submit_fn_;          // empty outside tests
   // Exactly when FLUSH cannot be IOCB_CMD_FDSYNC: create() makes it then, or fails.

@@ -48,6 +48,7 @@ class AlignedEngine : public IoEngine, protected OpSink {
     s.bounce_high_water = pool.high_water_bytes();
     s.bounce_budget = pool.budget_bytes();
     s.syncs = syncs_;
+    s.reap_calls = reap_calls_;
     return s;
   }
 
@@ -77,6 +78,7 @@ class AlignedEngine : public IoEngine, protected OpSink {
   const size_t max_in_flight_;
   uint64_t submit_calls_ = 0;  // kernel submissions: io_submit calls, or syscalls
   uint64_t syncs_ = 0;         // sync kernel ops that returned success (EngineStats::syncs)
+  uint64_t reap_calls_ = 0;    // system calls made to collect completions (EngineStats)
   AlignedIo io_;
 
  private:
