@@ -37,11 +37,20 @@ std::string guest(const char* name) {
   return std::string(KINDLING_GUEST_DIR) + "/" + name;
 }
 
-// Waits until `path` contains `text` (or the deadline passes); true when it does.
-bool wait_for_text(const std::string& path, const std::string& text, Clock::time_point until) {
+// Waits until `path` contains `text`; true when it does. Gives up at the deadline, or at once
+// when `vm` has exited (the text can no longer come; a failing test then ends in seconds, not
+// at the deadline).
+bool wait_for_text(test::Background& vm, const std::string& path, const std::string& text,
+                   Clock::time_point until) {
   while (Clock::now() < until) {
     auto s = test::read_file(path);
     if (s && s->find(text) != std::string::npos) return true;
+    if (auto status = vm.wait_until(Clock::now())) {
+      s = test::read_file(path);  // what it wrote before it exited
+      if (s && s->find(text) != std::string::npos) return true;
+      ADD_FAILURE() << "kindling exited with " << *status << " before the console said: " << text;
+      return false;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   return false;
@@ -120,12 +129,13 @@ TEST_F(ApiBootTest, ConfigureStartAndSwapADriveThroughTheApi) {
   EXPECT_NE(cfg.find("\"drive_id\":\"data\""), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("\"mem_size_mib\":128"), std::string::npos) << cfg;
 
-  ASSERT_TRUE(wait_for_text(console, "init: grow-vdb: waiting for 4096 sectors (now 2048)", until))
+  ASSERT_TRUE(
+      wait_for_text(vm, console, "init: grow-vdb: waiting for 4096 sectors (now 2048)", until))
       << test::read_file(console).value_or("(no console)");
   EXPECT_EQ(curl("PATCH", "/drives/data",
                  R"({"drive_id": "data", "path_on_host": ")" + big.path() + R"("})"),
             " [204]");
-  ASSERT_TRUE(wait_for_text(console, "init: grow-vdb: vdb now has 4096 sectors", until))
+  ASSERT_TRUE(wait_for_text(vm, console, "init: grow-vdb: vdb now has 4096 sectors", until))
       << test::read_file(console).value_or("(no console)");
   // The guest's checks passed: it reboots (reboot -f with reboot=k) and kindling exits 0.
   const std::optional<int> status = vm.wait_until(until);
@@ -158,7 +168,7 @@ TEST_F(ApiBootTest, SendCtrlAltDelRebootsTheGuest) {
   // The flags configured the VM; without --config the API starts it.
   ASSERT_EQ(curl("PUT", "/actions", R"({"action_type": "InstanceStart"})"), " [204]")
       << test::read_file(out).value_or("");
-  ASSERT_TRUE(wait_for_text(console, "init: wait-cad: waiting for Ctrl-Alt-Del", until))
+  ASSERT_TRUE(wait_for_text(vm, console, "init: wait-cad: waiting for Ctrl-Alt-Del", until))
       << test::read_file(console).value_or("(no console)")
       << test::read_file(out).value_or("(no output)");
   EXPECT_NE(curl("GET", "/").find("\"Running\""), std::string::npos);
