@@ -27,8 +27,8 @@ die() { echo "bench: error: $*" >&2; exit 1; }
 
 command -v fio >/dev/null || die "fio is not installed (make deps)"
 # Up to date with the sources (a no-op under `make bench`, which has just built everything).
-cmake --build "$build" --target kindling_blk_bench kindling testguest -j"$(nproc)" >/dev/null ||
-  die "cannot build the benchmark, kindling and the test guest in $build"
+cmake --build "$build" --target kindling_blk_bench kindling testguest exec_baseline -j"$(nproc)" \
+  >/dev/null || die "cannot build the benchmark, kindling and the test guest in $build"
 
 mkdir -p "$(dirname "$image")"
 fs=$(stat -f -c %T "$(dirname "$image")")
@@ -239,7 +239,8 @@ lean_rss() {
 }
 
 # exec-to-first-run-ms: from just before exec (bash's $EPOCHREALTIME, CLOCK_REALTIME) to vCPU 0's
-# first KVM_RUN (kindling's info line, CLOCK_REALTIME). The median of 10 runs.
+# first KVM_RUN (kindling's info line, CLOCK_REALTIME). The median of 10 runs, each next to the
+# baseline below.
 lean_exec() {
   local out
   out=$(bash -c 'echo "exec-at $EPOCHREALTIME"; exec "$@" 2>&1' _ "$kindling" run \
@@ -248,6 +249,17 @@ lean_exec() {
   awk '/^exec-at/ { t0 = $2 } /first KVM_RUN at/ { for (i = 1; i <= NF; i++) if ($i == "at") t = $(i + 1) }
        END { if (!t0 || !t) exit 1; printf "%.2f\n", (t - t0) * 1000 }' <<<"$out" ||
     die "exec-to-first-run: no timestamps in: $out"
+}
+
+# The baseline in the same minutes: exec of a static C program to its main() (what any static
+# binary pays before its first line; it swings with the host's load).
+lean_exec_baseline() {
+  local out
+  out=$(bash -c 'echo "exec-at $EPOCHREALTIME"; exec "$@"' _ "$build/tests/bench/exec_baseline") ||
+    die "exec baseline failed: $out"
+  awk '/^exec-at/ { t0 = $2 } /^main-at/ { t = $2 }
+       END { if (!t0 || !t) exit 1; printf "%.2f\n", (t - t0) * 1000 }' <<<"$out" ||
+    die "exec baseline: no timestamps in: $out"
 }
 
 # density-20: 20 test-guest VMs of 32 MiB started at once; VMs per second until the last one's
@@ -283,8 +295,10 @@ if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
 else
   rss=$(for _ in 1 2 3; do lean_rss; done | median)
   echo "vmm-rss-kib: $rss (RSS outside guest RAM, 1 vCPU, 128 MiB, one disk; median of 3)"
-  exec_ms=$(for _ in $(seq 1 10); do lean_exec; done | median)
-  echo "exec-to-first-run-ms: $exec_ms (median of 10)"
+  exec_rows=$(for _ in $(seq 1 10); do echo "$(lean_exec) $(lean_exec_baseline)"; done)
+  exec_ms=$(awk '{ print $1 }' <<<"$exec_rows" | median)
+  base_ms=$(awk '{ print $2 }' <<<"$exec_rows" | median)
+  echo "exec-to-first-run-ms: $exec_ms (median of 10; baseline: a static C program's exec to main() $base_ms ms, median of the same 10 rounds)"
   lean_density
 fi
 
