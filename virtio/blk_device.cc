@@ -114,8 +114,9 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_en
   if (!timer) {
     return fail(BlockDeviceError::kThread, errno, "virtio-blk rate limiter timerfd_create");
   }
+  // Not waited for here: the thread builds its filter while the rest of the VM is built.
   auto worker =
-      seccomp::Worker::start(seccomp::ThreadKind::kBlockIo, options.thread_name, options.seccomp);
+      seccomp::Worker::launch(seccomp::ThreadKind::kBlockIo, options.thread_name, options.seccomp);
   if (!worker)
     return fail(BlockDeviceError::kThread, worker.error().sys_errno, worker.error().message());
   std::unique_ptr<BlockDevice> d(
@@ -123,6 +124,13 @@ Result<std::unique_ptr<BlockDevice>, BlockDeviceErr> BlockDevice::create_with_en
   d->worker_ = std::move(*worker);
   d->limiter_timer_ = std::move(timer);
   return d;
+}
+
+Result<void, BlockDeviceErr> BlockDevice::confined() const {
+  if (auto ok = worker_->confined(); !ok) {
+    return fail(BlockDeviceError::kThread, ok.error().sys_errno, ok.error().message());
+  }
+  return {};
 }
 
 BlockDevice::BlockDevice(const BlockOptions& options, uint64_t capacity_bytes,

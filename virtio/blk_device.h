@@ -117,6 +117,10 @@ class BlockDevice : public VirtioDevice, private RequestSink {
   const DiskFacts& disk() const { return facts_; }
   // Whether the I/O thread is running the queue.
   bool active() const { return worker_ && worker_->has_job(); }
+  // The I/O thread confines itself while the VM is still being built (open() does not wait for
+  // it): waits until it has, and says why when it could not (the device then never activates).
+  // Call before the guest runs.
+  Result<void, BlockDeviceErr> confined() const;
   // The image behind the device (nullptr when built over a bare engine): the VMM fdatasyncs
   // it at shutdown and logs how it was opened. Not stable across replace_image().
   const block::RawImage* image() const { return image_.get(); }

@@ -59,6 +59,16 @@ DiskErr open_error(const std::string& name, const DriveConfig& drive,
 
 }  // namespace
 
+Result<void, DiskErr> Disks::await_confined() const {
+  for (const Disk& d : disks_) {
+    if (auto ok = d.device->confined(); !ok) {
+      return Unexpected{
+          DiskErr{DiskError::kDevice, 0, label(d.name, d.drive) + ": " + ok.error().message()}};
+    }
+  }
+  return {};
+}
+
 const char* to_string(DiskError) {
   return "";
 }

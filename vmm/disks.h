@@ -72,6 +72,9 @@ class Disks {
   // the machine's MMIO bus with its command-line fragment (and the root= fragment), registers
   // the notify ioeventfds and the irqfd. Call between Machine::create() and Machine::boot().
   static Result<std::unique_ptr<Disks>, DiskErr> attach(Machine& machine, const VmConfig& config);
+  // Waits until every disk's I/O thread has confined itself (they do so while the VM is built);
+  // the first that could not, as a kDevice error. Call before the guest runs.
+  Result<void, DiskErr> await_confined() const;
   // shutdown(), then the KVM registrations are removed.
   ~Disks();
   Disks(const Disks&) = delete;

@@ -94,6 +94,11 @@ Result<BuiltVm, BuildFailure> build_vm(const vmm::VmConfig& config) {
   if (auto booted = vm.machine->boot(); !booted) {
     return Unexpected{BuildFailure{booted.error().message(), vmm::exit_code_for(booted.error())}};
   }
+  // The disks' I/O threads built their seccomp filters meanwhile (Disks::attach does not wait).
+  if (auto confined = vm.disks->await_confined(); !confined) {
+    return Unexpected{
+        BuildFailure{confined.error().message(), vmm::exit_code_for(confined.error())}};
+  }
   return vm;
 }
 

@@ -4,6 +4,16 @@ namespace kindling::seccomp {
 
 Result<std::unique_ptr<Worker>, SeccompErr> Worker::start(ThreadKind kind, std::string name,
                                                           bool confine) {
+  auto w = launch(kind, std::move(name), confine);
+  if (!w) return w;
+  if (auto ok = (*w)->confined(); !ok) {
+    return Unexpected{ok.error()};  // the destructor joins the thread, which has returned
+  }
+  return w;
+}
+
+Result<std::unique_ptr<Worker>, SeccompErr> Worker::launch(ThreadKind kind, std::string name,
+                                                           bool confine) {
   std::unique_ptr<Worker> w(new Worker());
   w->name_ = std::move(name);
   try {
@@ -11,14 +21,14 @@ Result<std::unique_ptr<Worker>, SeccompErr> Worker::start(ThreadKind kind, std::
   } catch (const std::system_error& e) {
     return fail(SeccompError::kLoad, e.code().value(), "thread '" + w->name_ + "'");
   }
-  std::unique_lock lock(w->mu_);
-  w->cv_.wait(lock, [&] { return w->ready_; });
-  if (w->error_) {
-    SeccompErr e = *w->error_;
-    lock.unlock();
-    return Unexpected{std::move(e)};  // the destructor joins the thread, which has returned
-  }
   return w;
+}
+
+Result<void, SeccompErr> Worker::confined() const {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return ready_; });
+  if (error_) return Unexpected{*error_};
+  return {};
 }
 
 Worker::~Worker() {
@@ -55,7 +65,8 @@ void Worker::loop(ThreadKind kind, bool confine) {
 
 bool Worker::run(std::function<void()> job) {
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return ready_; });
     if (has_job_ || error_) return false;
     job_ = std::move(job);
     has_job_ = true;

@@ -25,13 +25,21 @@ class Worker {
   // `name` names it in a violation line.
   static Result<std::unique_ptr<Worker>, SeccompErr> start(ThreadKind kind, std::string name,
                                                            bool confine);
+  // Starts the thread without waiting: it builds and loads its filter (a millisecond or so of
+  // libseccomp work) while the caller goes on. Fails only when no thread can be started;
+  // confined() reports how the confinement went, and run() waits for it.
+  static Result<std::unique_ptr<Worker>, SeccompErr> launch(ThreadKind kind, std::string name,
+                                                            bool confine);
+  // Waits until the thread is confined and parked; its error when it could not confine itself
+  // (it then runs nothing).
+  Result<void, SeccompErr> confined() const;
   // Waits for the current job (whoever runs one makes it return first), then joins.
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Hands `job` to the thread; false (and nothing runs) while an earlier job is not yet waited
-  // for.
+  // Hands `job` to the thread once it is confined; false (and nothing runs) while an earlier job
+  // is not yet waited for, or when the thread could not confine itself.
   bool run(std::function<void()> job);
   // Blocks until the job handed by run() has returned; no-op when there is none.
   void wait();
@@ -43,7 +51,7 @@ class Worker {
   void loop(ThreadKind kind, bool confine);
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  mutable std::condition_variable cv_;
   std::function<void()> job_;
   bool has_job_ = false;   // run() .. wait()
   bool job_done_ = false;  // the thread finished job_

@@ -152,6 +152,26 @@ TEST(Seccomp, WorkerRunsJobsUnderItsFilter) {
       "^kindling: seccomp: thread 'blk-worker' made forbidden syscall socket \\(41\\)\n$");
 }
 
+// launch() returns before the thread is confined (the disks' I/O threads build their filters
+// while the VM is built); a job handed to it at once still runs only under the filter, and
+// confined() then reports success.
+TEST(Seccomp, LaunchedWorkerConfinesItselfBeforeItsFirstJob) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        auto w = Worker::launch(ThreadKind::kBlockIo, "blk-launched", true);
+        if (!w) std::_Exit(3);
+        if (!(*w)->run([] { (void)::socket(AF_INET, SOCK_DGRAM, 0); })) std::_Exit(4);
+        (*w)->wait();
+        std::_Exit(5);
+      },
+      ::testing::ExitedWithCode(kExitSeccomp),
+      "^kindling: seccomp: thread 'blk-launched' made forbidden syscall socket \\(41\\)\n$");
+  auto w = Worker::launch(ThreadKind::kBlockIo, "blk-launched", true);
+  ASSERT_TRUE(w);
+  EXPECT_TRUE((*w)->confined());
+}
+
 TEST(Seccomp, UnconfinedWorkerRunsAnything) {
   auto w = Worker::start(ThreadKind::kBlockIo, "free", false);
   ASSERT_TRUE(w);
