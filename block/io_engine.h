@@ -42,8 +42,9 @@ struct EngineStats {
   uint64_t bounce_budget = 0;      // the most bounce-buffer bytes the engine may hold
   uint64_t syncs = 0;              // fdatasyncs (or IOCB_CMD_FDSYNCs) that succeeded
   uint64_t faults_injected = 0;    // requests failed on purpose (block/fault_engine.h)
-  uint64_t reap_calls = 0;         // system calls made only to collect completions (io_getevents);
-                            // 0 where they are read from a shared ring (libaio's, io_uring's)
+  // System calls made only to collect completions (io_getevents); 0 where completions are read
+  // from a ring shared with the kernel (libaio's, io_uring's).
+  uint64_t reap_calls = 0;
 };
 
 // The most bytes one request should carry: the bound for merging requests, and the largest
