@@ -12,13 +12,16 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/log.h"
 #include "vmm/api/api_handler.h"
 #include "vmm/api/api_server.h"
 #include "vmm/api/api_vm.h"
+#include "vmm/api/metrics.h"
 #include "vmm/config/cli.h"
 #include "vmm/disks.h"
 #include "vmm/kvm.h"
@@ -153,12 +156,23 @@ int run_vm(vmm::VmConfig config) {
   std::unique_ptr<vmm::api::ApiVm> api_vm;
   std::unique_ptr<vmm::api::ApiHandler> handler;
   std::unique_ptr<vmm::api::ApiServer> server;
+  // The config file's metrics file; the API handler takes it when there is one.
+  std::optional<vmm::api::MetricsFile> metrics;
+  if (config.metrics_path) {
+    auto file = vmm::api::MetricsFile::open(*config.metrics_path);
+    if (!file) return error_line("metrics: " + file.error().message());
+    metrics = std::move(*file);
+  }
   if (config.api_sock) {
     auto wakeup = EventFd::create();
     if (!wakeup) return error_line(wakeup.error().message(), 1);
     api_vm = std::make_unique<vmm::api::ApiVm>(std::move(*wakeup));
     handler = std::make_unique<vmm::api::ApiHandler>(*api_vm, config, config.start_now,
                                                      "anonymous-instance", version_number());
+    if (metrics) {
+      handler->adopt_metrics(std::move(*metrics));
+      metrics.reset();
+    }
     auto started = vmm::api::ApiServer::start(*config.api_sock, *handler, config.seccomp);
     if (!started) return error_line(started.error().message());
     server = std::move(*started);
@@ -183,6 +197,14 @@ int run_vm(vmm::VmConfig config) {
     error_line(synced.error().message());
     if (r.exit_code == 0) r.exit_code = 1;
   }
+  // The last metrics line, as Firecracker writes at exit. A failed write is reported, but the
+  // guest's exit status stands.
+  std::vector<virtio::BlockStats> drive_stats;
+  for (size_t i = 0; i < disks->size(); ++i) drive_stats.push_back(disks->stats(i));
+  auto flushed = handler   ? handler->append_metrics(drive_stats)
+                 : metrics ? metrics->append(config.drives, drive_stats)
+                           : Result<void, vmm::api::MetricsErr>{};
+  if (!flushed) KLOG_WARN("metrics: %s", flushed.error().message().c_str());
   if (config.stats && disks->size() > 0) {
     std::fprintf(stderr, "kindling: disk statistics\n%s", disks->stats_report().c_str());
   }

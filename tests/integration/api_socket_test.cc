@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +20,7 @@
 #include "tests/support/background.h"
 #include "tests/support/child_process.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/temp_image.h"
 
 namespace kindling {
 namespace {
@@ -153,6 +156,44 @@ TEST_F(ApiSocketTest, MalformedAndOversizedRequestsGet400) {
   }
   EXPECT_NE(curl({"http://localhost/"}).find("\"state\":\"Not started\""), std::string::npos);
   EXPECT_FALSE(vm_->wait_until(Clock::now()));
+}
+
+// PUT /metrics, then a guest that writes 16 blocks: when the guest ends, kindling appends the
+// final counters to the metrics file, as Firecracker does at exit.
+TEST_F(ApiSocketTest, MetricsFileGetsTheFinalCountersAtExit) {
+  std::string why;
+  if (!test::kvm_usable(why)) GTEST_SKIP() << why;
+  if (test::disk_temp_dir().empty()) GTEST_SKIP() << "no disk (non-tmpfs) directory for images";
+  test::TempImage img(8ULL << 20);
+  const std::string metrics = dir_.write("metrics.json", "");
+  start();
+  const nlohmann::json boot = {
+      {"kernel_image_path", TESTGUEST_ELF},
+      {"boot_args",
+       "test=blk-bench blk.n=16 blk.bs=4096 blk.qd=4 blk.pattern=seq blk.op=write blk.seed=3"}};
+  const nlohmann::json drive = {{"drive_id", "rootfs"},
+                                {"path_on_host", img.path()},
+                                {"is_root_device", true},
+                                {"is_read_only", false}};
+  for (const auto& [path, body] :
+       {std::pair{"/boot-source", boot.dump()}, std::pair{"/drives/rootfs", drive.dump()},
+        std::pair{"/metrics", nlohmann::json{{"metrics_path", metrics}}.dump()},
+        std::pair{"/actions", std::string(R"({"action_type": "InstanceStart"})")}}) {
+    const std::string answer =
+        curl({"-X", "PUT", std::string("http://localhost") + path, "-d", body});
+    ASSERT_NE(answer.find("[204]"), std::string::npos) << path << ": " << answer;
+  }
+  const auto status = vm_->wait_until(Clock::now() + kDeadline);
+  ASSERT_TRUE(status) << "the guest did not end; output: " << test::read_file(out_).value_or("");
+  EXPECT_EQ(*status, 0) << test::read_file(out_).value_or("");
+  std::ifstream in(metrics);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line)) << "no metrics line at exit";
+  const nlohmann::json m = nlohmann::json::parse(line);
+  EXPECT_EQ(m["block_rootfs"]["write_count"], 16);
+  EXPECT_EQ(m["block_rootfs"]["write_bytes"], 16 * 4096);
+  EXPECT_EQ(m["block"]["write_count"], 16);
+  EXPECT_FALSE(std::getline(in, line)) << "one line: there was no FlushMetrics";
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/stat.h>
 
@@ -255,6 +256,64 @@ TEST_F(BlkTest, JsonConfigWithDrivesAndStats) {
   expect_written(data, 5, BLK_TWO_FIRST, BLK_TWO_COUNT);
   EXPECT_TRUE(root.matches_shadow());
   EXPECT_TRUE(data.matches_shadow());
+}
+
+// Firecracker's "metrics" section: kindling appends one line of drive counters at exit (no API
+// socket, so no FlushMetrics), with what the guest did: per disk one write, one FLUSH and one
+// read of 8 sectors.
+TEST_F(BlkTest, JsonConfigMetricsFileGetsTheDriveCountersAtExit) {
+  TempImage root(kImageBytes, ImageFs::kDisk, 23);
+  TempImage data(kImageBytes, ImageFs::kDisk, 24);
+  const TempDir dir;
+  const std::string metrics = dir.write("metrics.json", "");
+  std::ostringstream config;
+  config << R"({
+  "boot-source": {"kernel_image_path": ")"
+         << TESTGUEST_ELF << R"(", "boot_args": "test=blk-two blk.seed=6"},
+  "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+  "drives": [
+    {"drive_id": "rootfs", "path_on_host": ")"
+         << root.path() << R"(", "is_root_device": true, "is_read_only": false},
+    {"drive_id": "data", "path_on_host": ")"
+         << data.path() << R"(", "is_root_device": false, "is_read_only": false}
+  ],
+  "metrics": {"metrics_path": "metrics.json"}
+})";
+  const std::string json_path = dir.write("vm.json", config.str());
+  const ChildResult r = run_child({KINDLING_BIN, "run", "--config", json_path, "--timeout", "30"});
+  expect_pass(r, "blk-two");
+  std::ifstream in(metrics);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line)) << "no metrics line; stderr: " << r.err;
+  const nlohmann::json m = nlohmann::json::parse(line);
+  EXPECT_FALSE(std::getline(in, line)) << "one line at exit";
+  for (const char* drive : {"block_rootfs", "block_data"}) {
+    SCOPED_TRACE(drive);
+    EXPECT_EQ(m[drive]["write_count"], 1);
+    EXPECT_EQ(m[drive]["write_bytes"], BLK_TWO_COUNT * 512);
+    EXPECT_EQ(m[drive]["read_count"], 1);
+    EXPECT_EQ(m[drive]["read_bytes"], BLK_TWO_COUNT * 512);
+    EXPECT_EQ(m[drive]["flush_count"], 1);
+    EXPECT_EQ(m[drive]["execute_fails"], 0);
+  }
+  EXPECT_EQ(m["block"]["write_count"], 2);
+  EXPECT_EQ(m["block"]["read_bytes"], 2 * BLK_TWO_COUNT * 512);
+}
+
+// A metrics file that does not exist (Firecracker wants it created first) ends kindling before
+// the guest runs, with one line that names it.
+TEST_F(BlkTest, JsonConfigMissingMetricsFileIsOneErrorLine) {
+  const TempDir dir;
+  const std::string json_path =
+      dir.write("vm.json", std::string(R"({"boot-source": {"kernel_image_path": ")") +
+                               TESTGUEST_ELF + R"(", "boot_args": "test=hello"},
+  "metrics": {"metrics_path": "absent.fifo"}})");
+  const ChildResult r = run_child({KINDLING_BIN, "run", "--config", json_path, "--timeout", "30"});
+  EXPECT_TRUE(r.exited);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err, "kindling: error: metrics: " + dir.path() +
+                       "/absent.fifo: cannot open the metrics file (No such file or directory)\n");
+  EXPECT_EQ(r.out.find("testguest"), std::string::npos) << "the guest must not have run";
 }
 
 TEST_F(BlkTest, GuestBenchmarkWritesArePersisted) {

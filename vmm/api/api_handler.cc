@@ -67,41 +67,10 @@ std::optional<ApiResponse> unknown_member(const json& v,
   return std::nullopt;
 }
 
-std::string drive_metrics_name(const DriveConfig& d, size_t index) {
-  return "block_" + (d.id.empty() ? "drive" + std::to_string(index) : d.id);
-}
-
-json block_metrics(const virtio::BlockStats& s) {
-  return {{"read_count", s.reads},      {"write_count", s.writes},
-          {"read_bytes", s.bytes_read}, {"write_bytes", s.bytes_written},
-          {"flush_count", s.flushes},   {"invalid_reqs_count", s.unsupported},
-          {"execute_fails", s.errors},  {"queue_event_count", s.batches}};
-}
-
 }  // namespace
 
 ApiResponse fault(const std::string& message) {
   return ApiResponse{400, json{{"fault_message", message}}.dump()};
-}
-
-std::string metrics_json(const std::vector<DriveConfig>& drives,
-                         const std::vector<virtio::BlockStats>& stats, uint64_t utc_ms) {
-  json out = {{"utc_timestamp_ms", utc_ms}};
-  virtio::BlockStats total;
-  for (size_t i = 0; i < drives.size() && i < stats.size(); ++i) {
-    const virtio::BlockStats& s = stats[i];
-    out[drive_metrics_name(drives[i], i)] = block_metrics(s);
-    total.reads += s.reads;
-    total.writes += s.writes;
-    total.bytes_read += s.bytes_read;
-    total.bytes_written += s.bytes_written;
-    total.flushes += s.flushes;
-    total.unsupported += s.unsupported;
-    total.errors += s.errors;
-    total.batches += s.batches;
-  }
-  out["block"] = block_metrics(total);
-  return out.dump();
 }
 
 ApiHandler::ApiHandler(VmControl& control, VmConfig initial, bool started, std::string instance_id,
@@ -330,29 +299,35 @@ ApiResponse ApiHandler::put_metrics(const std::string& body) {
   if (auto bad = unknown_member(*v, {"metrics_path"})) return *bad;
   const json& p = (*v)["metrics_path"];
   if (!p.is_string() || p.get<std::string>().empty()) return fault("metrics_path: expected a path");
-  if (metrics_fd_) return fault("Reinitialization of metrics not allowed.");
-  // As Firecracker: the file (or FIFO) must exist.
-  UniqueFd fd(::open(p.get<std::string>().c_str(), O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return fault("metrics_path: " + p.get<std::string>() + ": " + std::strerror(errno));
-  metrics_fd_ = std::move(fd);
+  if (metrics_) return fault("Reinitialization of metrics not allowed.");
+  auto file = MetricsFile::open(p.get<std::string>());
+  if (!file) return fault("metrics_path: " + file.error().message());
+  metrics_ = std::move(*file);
+  config_.metrics_path = p.get<std::string>();
   return no_content();
 }
 
+void ApiHandler::adopt_metrics(MetricsFile file) {
+  std::lock_guard lock(mu_);
+  metrics_ = std::move(file);
+}
+
+Result<void, MetricsErr> ApiHandler::append_metrics(const std::vector<virtio::BlockStats>& stats) {
+  std::lock_guard lock(mu_);
+  if (!metrics_) return {};
+  return metrics_->append(config_.drives, stats);
+}
+
 ApiResponse ApiHandler::flush_metrics() {
-  if (!metrics_fd_) return fault("FlushMetrics: no metrics file (PUT /metrics first)");
+  if (!metrics_) return fault("FlushMetrics: no metrics file (PUT /metrics first)");
   std::vector<virtio::BlockStats> stats;
   if (started_) {
     for (size_t i = 0; i < config_.drives.size(); ++i) stats.push_back(control_.drive_stats(i));
   } else {
     stats.resize(config_.drives.size());
   }
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  const uint64_t ms =
-      static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-  const std::string line = metrics_json(config_.drives, stats, ms) + "\n";
-  if (::write(metrics_fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-    return fault(std::string("FlushMetrics: ") + std::strerror(errno));
+  if (auto r = metrics_->append(config_.drives, stats); !r) {
+    return fault("FlushMetrics: " + r.error().message());
   }
   return no_content();
 }

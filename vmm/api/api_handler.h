@@ -9,12 +9,13 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
-#include "common/unique_fd.h"
 #include "virtio/blk_stats.h"
+#include "vmm/api/metrics.h"
 #include "vmm/config/config.h"
 
 namespace kindling::vmm::api {
@@ -67,6 +68,12 @@ class ApiHandler {
   ApiResponse handle(const ApiRequest& req);
 
   bool started() const;
+  // Takes the metrics file the config file named (opened by the runner, so that a bad path
+  // ends kindling before it serves anything). A later PUT /metrics is refused, as Firecracker's.
+  void adopt_metrics(MetricsFile file);
+  // Appends the metrics line for `stats` (one per drive, in config order) if a metrics file is
+  // set; the runner's last flush, at exit.
+  Result<void, MetricsErr> append_metrics(const std::vector<virtio::BlockStats>& stats);
 
  private:
   ApiResponse get_machine_config() const;
@@ -87,17 +94,11 @@ class ApiHandler {
   bool started_;
   std::string instance_id_;
   std::string version_;
-  UniqueFd metrics_fd_;  // PUT /metrics; FlushMetrics appends one JSON line
+  std::optional<MetricsFile> metrics_;  // PUT /metrics; FlushMetrics appends one JSON line
 };
 
 // Parses a PATCH /drives rate_limiter object ({"bandwidth"|"ops": {"size", "one_time_burst",
 // "refill_time"}}). INTEGRATION: the rate limiter branch parses the same object in
 // config_json.cc; this one should then call that.
-
-// Firecracker's metrics line for the drives: {"utc_timestamp_ms": T, "block": {totals},
-// "block_<drive_id>": {...}} with Firecracker's counter names (read_count, write_count,
-// read_bytes, write_bytes, flush_count, invalid_reqs_count, ...).
-std::string metrics_json(const std::vector<DriveConfig>& drives,
-                         const std::vector<virtio::BlockStats>& stats, uint64_t utc_ms);
 
 }  // namespace kindling::vmm::api

@@ -45,8 +45,10 @@ struct VmConfig {
   uint32_t vcpus = 1;
   std::vector<DriveConfig> drives;
   std::optional<std::string> console_log;  // serial output goes here instead of stdout
-  std::optional<double> timeout_s;         // stop the VM after this many seconds
-  bool stats = false;                      // print per-disk statistics on exit
+  // Firecracker's metrics file (an existing file or FIFO): a line at each FlushMetrics and at exit.
+  std::optional<std::string> metrics_path;
+  std::optional<double> timeout_s;  // stop the VM after this many seconds
+  bool stats = false;               // print per-disk statistics on exit
   std::string log_level = "warn";
   bool acpi = true;                    // write ACPI tables (--no-acpi: MP table only)
   bool exit_on_halt = false;           // a guest halted for good (all vCPUs, IF=0) ends the VM

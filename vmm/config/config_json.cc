@@ -409,6 +409,15 @@ Result<void, ConfigErr> parse_entropy(const json& v, ConfigWarnings& warnings) {
   return {};
 }
 
+// Firecracker's "metrics": {"metrics_path": PATH}, the file its drive counters go to.
+Result<void, ConfigErr> parse_metrics(const json& v, const std::string& base_dir, VmConfig& cfg) {
+  if (v.is_null()) return {};
+  KINDLING_TRY(r, ObjectReader::open(v, "metrics", {"metrics_path"}));
+  KINDLING_TRY(path, r.req_string("metrics_path"));
+  cfg.metrics_path = resolve(base_dir, path);
+  return {};
+}
+
 // The JSON type Firecracker reads in a section.
 enum class Shape { kObject, kArray, kPathOrObject };
 
@@ -431,7 +440,6 @@ constexpr MissingFeature kMissingFeatures[] = {
     {"cpu-config", Shape::kPathOrObject, false, "kindling has no custom CPU templates"},
     // Firecracker's own log and metrics files; a logger with no member changes nothing.
     {"logger", Shape::kObject, true, "kindling logs to stderr only; see --log-level"},
-    {"metrics", Shape::kObject, false, "kindling writes no metrics file; see --stats"},
 };
 
 // Accepts a missing-feature section when absent, null, or empty where that asks for nothing.
@@ -480,6 +488,9 @@ Result<VmConfig, ConfigErr> parse_root(const json& root, const std::string& base
   }
   if (const json* e = r.find("entropy"); e != nullptr) {
     KINDLING_CHECK(parse_entropy(*e, warnings));
+  }
+  if (const json* m = r.find("metrics"); m != nullptr) {
+    KINDLING_CHECK(parse_metrics(*m, base_dir, cfg));
   }
   KINDLING_TRY(stats, r.opt_bool("stats", false));
   cfg.stats = stats;
@@ -727,7 +738,7 @@ std::string to_config_json(const VmConfig& cfg) {
                {"balloon", nullptr},
                {"vsock", nullptr},
                {"logger", nullptr},
-               {"metrics", nullptr},
+               {"metrics", cfg.metrics_path ? json{{"metrics_path", *cfg.metrics_path}} : json()},
                {"mmds-config", nullptr},
                {"entropy", nullptr},
                {"cpu-config", nullptr},

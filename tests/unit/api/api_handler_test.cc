@@ -1,6 +1,8 @@
 #include "vmm/api/api_handler.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -206,6 +208,74 @@ TEST_F(ApiHandlerTest, FlushMetricsWritesFirecrackerBlockCounters) {
   EXPECT_EQ(m["block_rootfs"]["write_bytes"], 4096);
   EXPECT_EQ(m["block"]["read_count"], 10);
   EXPECT_TRUE(m["utc_timestamp_ms"].is_number_unsigned());
+}
+
+// The runner's last flush at exit: nothing without a metrics file, one line with one.
+TEST_F(ApiHandlerTest, ExitFlushAppendsOneLineWhenThereIsAMetricsFile) {
+  test::TempDir dir;
+  const std::string path = dir.write("metrics.json", "");
+  configure();
+  virtio::BlockStats s;
+  s.writes = 7;
+  s.flushes = 2;
+  ASSERT_TRUE(handler_.append_metrics({s}));  // no file yet: nothing to do, no error
+  ASSERT_EQ(call("PUT", "/metrics", json{{"metrics_path", path}}.dump()).status, 204);
+  EXPECT_EQ(json::parse(call("GET", "/vm/config").body)["metrics"]["metrics_path"], path);
+  ASSERT_TRUE(handler_.append_metrics({s}));
+  std::ifstream in(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  json m = json::parse(line);
+  EXPECT_EQ(m["block_rootfs"]["write_count"], 7);
+  EXPECT_EQ(m["block"]["flush_count"], 2);
+  EXPECT_FALSE(std::getline(in, line)) << "one line per flush";
+}
+
+// A metrics file from the config file (adopted from the runner) is the one FlushMetrics
+// writes, and the API cannot replace it.
+TEST_F(ApiHandlerTest, AdoptedMetricsFileServesFlushAndRefusesAnother) {
+  test::TempDir dir;
+  const std::string path = dir.write("metrics.json", "");
+  auto file = MetricsFile::open(path);
+  ASSERT_TRUE(file) << file.error().message();
+  handler_.adopt_metrics(std::move(*file));
+  configure();
+  ApiResponse again = call("PUT", "/metrics", json{{"metrics_path", path}}.dump());
+  EXPECT_EQ(again.status, 400);
+  EXPECT_NE(again.body.find("Reinitialization of metrics not allowed."), std::string::npos);
+  start();
+  ASSERT_EQ(call("PUT", "/actions", R"({"action_type": "FlushMetrics"})").status, 204);
+  std::ifstream in(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_EQ(json::parse(line)["block_rootfs"]["read_count"], 10);
+}
+
+// A metrics path that does not exist is refused with the path and the reason in one line.
+TEST(MetricsFile, MissingFileIsRefusedWithItsPath) {
+  auto file = MetricsFile::open("/nonexistent/kindling-metrics.json");
+  ASSERT_FALSE(file);
+  EXPECT_EQ(file.error().message(),
+            "/nonexistent/kindling-metrics.json: cannot open the metrics file (No such file or "
+            "directory)");
+}
+
+// A FIFO nobody reads: the flush fails at once instead of blocking the VMM.
+TEST(MetricsFile, FifoWithoutReaderFailsInsteadOfBlocking) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/metrics.fifo";
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  // A reader for the open (O_WRONLY | O_NONBLOCK on a FIFO without one is ENXIO), then a full
+  // pipe: nobody drains it.
+  UniqueFd reader(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(reader);
+  auto file = MetricsFile::open(path);
+  ASSERT_TRUE(file) << file.error().message();
+  DriveConfig d;
+  d.id = "rootfs";
+  bool failed = false;
+  for (int i = 0; i < 100000 && !failed; ++i) failed = !file->append({d}, {virtio::BlockStats{}});
+  EXPECT_TRUE(failed) << "a full FIFO must fail the flush";
 }
 
 // Firecracker's errors: every one a 400 with a fault_message, and none changes the config.

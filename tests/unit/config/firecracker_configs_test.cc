@@ -257,6 +257,27 @@ TEST(FirecrackerConfigs, SerialOutPathIsTheConsoleLog) {
   EXPECT_FALSE(none->console_log);
 }
 
+// Firecracker's metrics section names the file the drive counters go to, relative to the config
+// file's folder as every other path; GET /vm/config gives it back.
+TEST(FirecrackerConfigs, MetricsPathIsKept) {
+  auto cfg = parse_config_json(R"({"boot-source": {"kernel_image_path": "vmlinux.bin"},
+      "metrics": {"metrics_path": "logs/metrics.fifo"}})",
+                               "/vm");
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  EXPECT_EQ(cfg->metrics_path, "/vm/logs/metrics.fifo");
+  auto back = parse_config_json(to_config_json(*cfg), "/elsewhere");
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->metrics_path, "/vm/logs/metrics.fifo");
+  auto none = parse_config_json(R"({"boot-source": {"kernel_image_path": "vmlinux.bin"},
+      "metrics": null})",
+                                "/vm");
+  ASSERT_TRUE(none) << none.error().message();
+  EXPECT_FALSE(none->metrics_path);
+  auto exported = parse_config_json(to_config_json(*none), "/vm");
+  ASSERT_TRUE(exported) << exported.error().message();
+  EXPECT_FALSE(exported->metrics_path);
+}
+
 // A config that must be refused, with its one error line.
 struct BadConfig {
   const char* name;
@@ -315,8 +336,14 @@ const BadConfig kBadConfigs[] = {
      "cpu-config: not supported (kindling has no custom CPU templates)"},
     {"logger", R"("logger": {"log_path": "fc.log", "level": "Debug"})", ConfigError::kUnsupported,
      "logger: not supported (kindling logs to stderr only; see --log-level)"},
-    {"metrics", R"("metrics": {"metrics_path": "metrics.fifo"})", ConfigError::kUnsupported,
-     "metrics: not supported (kindling writes no metrics file; see --stats)"},
+    {"metrics_without_path", R"("metrics": {})", ConfigError::kMissingKey,
+     "metrics.metrics_path: missing required key"},
+    {"metrics_empty_path", R"("metrics": {"metrics_path": ""})", ConfigError::kInvalid,
+     "metrics.metrics_path: must not be empty"},
+    {"metrics_path_number", R"("metrics": {"metrics_path": 3})", ConfigError::kWrongType,
+     "metrics.metrics_path: expected a string, got number"},
+    {"metrics_unknown_key", R"("metrics": {"metrics_path": "m.fifo", "level": "Info"})",
+     ConfigError::kUnknownKey, "metrics.level: unknown key"},
     {"entropy_rate_limiter",
      R"("entropy": {"rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}})",
      ConfigError::kUnsupported, "entropy.rate_limiter: not supported"},
