@@ -31,7 +31,8 @@ cmake --build "$build" --target kindling_blk_bench kindling testguest exec_basel
   >/dev/null || die "cannot build the benchmark, kindling and the test guest in $build"
 
 mkdir -p "$(dirname "$image")"
-fs=$(stat -f -c %T "$(dirname "$image")")
+# The mount's own type (stat -f names every ext file system "ext2/ext3", ext4 included).
+fs=$(findmnt -n -o FSTYPE --target "$(dirname "$image")" 2>/dev/null || stat -f -c %T "$(dirname "$image")")
 [[ $fs == tmpfs || $fs == ramfs ]] && die "$(dirname "$image") is on $fs; put BENCH_IMAGE on a disk"
 
 # Created once: a fully written (not sparse) 1 GiB file, so reads really reach the disk.
