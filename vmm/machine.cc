@@ -308,6 +308,11 @@ void Machine::check_halted() {
   kick_running_vcpus();
 }
 
+void Machine::set_periodic(std::chrono::milliseconds every, std::function<void()> fn) {
+  periodic_every_ = std::max(every, std::chrono::milliseconds{1});
+  periodic_ = std::move(fn);
+}
+
 void Machine::wait_for_stop(int signal_fd) {
   using Clock = std::chrono::steady_clock;
   std::optional<Clock::time_point> deadline;
@@ -316,6 +321,7 @@ void Machine::wait_for_stop(int signal_fd) {
                                   std::chrono::duration<double>(*config_.timeout_s));
   }
   auto next_probe = Clock::now() + kHaltProbeInterval;
+  auto next_periodic = periodic_ ? Clock::now() + periodic_every_ : Clock::time_point::max();
   while (!stop_.requested()) {
     pollfd fds[2] = {{stop_.wakeup().fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
     const auto now = Clock::now();
@@ -324,8 +330,14 @@ void Machine::wait_for_stop(int signal_fd) {
       next_probe = now + kHaltProbeInterval;
       if (stop_.requested()) break;
     }
-    int64_t timeout_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(next_probe - now).count() + 1;
+    if (now >= next_periodic) {
+      periodic_();
+      next_periodic = now + periodic_every_;
+    }
+    int64_t timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::min(next_probe, next_periodic) - now)
+                             .count() +
+                         1;
     if (deadline) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - now);
       if (left.count() <= 0) {

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -103,6 +104,10 @@ class Machine {
   // request, a termination signal read from `signal_fd` (from setup_stop_signals(); -1 for none) or
   // the config's timeout, stops every vCPU, joins, restores the terminal, and reports.
   RunResult run(int signal_fd);
+  // Before run(): while the VM runs, `fn` runs on run()'s thread every `every` (kindling's
+  // periodic metrics line, as Firecracker writes one a minute). Under the main thread's seccomp
+  // filter: it may write to open files, not open new ones.
+  void set_periodic(std::chrono::milliseconds every, std::function<void()> fn);
 
   // Types Ctrl-Alt-Del on the guest's keyboard (the i8042): a guest that handles it reboots,
   // which stops the VM with status 0 through the reset line. Any thread, once booted.
@@ -156,6 +161,8 @@ class Machine {
   static constexpr std::chrono::milliseconds kHaltProbeInterval{1000};
   static constexpr int kHaltedRoundsToReport = 2;
   std::unique_ptr<HaltProbe> halt_;  // answered by the vCPU threads
+  std::chrono::milliseconds periodic_every_{0};
+  std::function<void()> periodic_;  // set_periodic()
   int halted_rounds_ = 0;
   bool halt_reported_ = false;
   std::unique_ptr<devices::ConsoleInput> console_;  // after serial_: it feeds serial_

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -43,6 +44,8 @@ namespace {
 using namespace kindling;
 
 constexpr int kExitUsage = 2;
+// How often the metrics file gets a line while the VM runs (Firecracker's period).
+constexpr std::chrono::seconds kMetricsPeriod{60};
 
 // Prints "kindling: error: WHAT" and returns `code` (the exit status it stands for).
 int error_line(const std::string& what, int code = kExitUsage) {
@@ -189,6 +192,18 @@ int run_vm(vmm::VmConfig config) {
   }
   auto& machine = vm.machine;
   auto& disks = vm.disks;
+  // The metrics file gets the drive counters once a minute while the VM runs and once at the
+  // end, as Firecracker writes them. A failed write is reported (rate-limited: a FIFO nobody
+  // reads fails every time), and the guest's exit status stands.
+  auto flush_metrics = [&] {
+    std::vector<virtio::BlockStats> stats;
+    for (size_t i = 0; i < disks->size(); ++i) stats.push_back(disks->stats(i));
+    auto flushed = handler   ? handler->append_metrics(stats)
+                   : metrics ? metrics->append(config.drives, stats)
+                             : Result<void, vmm::api::MetricsErr>{};
+    if (!flushed) KLOG_WARN_RATELIMITED("metrics: %s", flushed.error().message().c_str());
+  };
+  if (metrics || handler) machine->set_periodic(kMetricsPeriod, flush_metrics);
   if (api_vm) api_vm->attach(machine.get(), disks.get());
   vmm::RunResult r = machine->run(signal_fd->get());
   if (api_vm) api_vm->detach();
@@ -197,14 +212,7 @@ int run_vm(vmm::VmConfig config) {
     error_line(synced.error().message());
     if (r.exit_code == 0) r.exit_code = 1;
   }
-  // The last metrics line, as Firecracker writes at exit. A failed write is reported, but the
-  // guest's exit status stands.
-  std::vector<virtio::BlockStats> drive_stats;
-  for (size_t i = 0; i < disks->size(); ++i) drive_stats.push_back(disks->stats(i));
-  auto flushed = handler   ? handler->append_metrics(drive_stats)
-                 : metrics ? metrics->append(config.drives, drive_stats)
-                           : Result<void, vmm::api::MetricsErr>{};
-  if (!flushed) KLOG_WARN("metrics: %s", flushed.error().message().c_str());
+  flush_metrics();
   if (config.stats && disks->size() > 0) {
     std::fprintf(stderr, "kindling: disk statistics\n%s", disks->stats_report().c_str());
   }
