@@ -72,7 +72,7 @@ class ApiHandler {
   // ends kindling before it serves anything). A later PUT /metrics is refused, as Firecracker's.
   void adopt_metrics(MetricsFile file);
   // Appends the metrics line for `stats` (one per drive, in config order) if a metrics file is
-  // set; the runner's last flush, at exit.
+  // set: the runner's periodic line and its last one, at exit.
   Result<void, MetricsErr> append_metrics(const std::vector<virtio::BlockStats>& stats);
 
  private:
@@ -96,9 +96,5 @@ class ApiHandler {
   std::string version_;
   std::optional<MetricsFile> metrics_;  // PUT /metrics; FlushMetrics appends one JSON line
 };
-
-// Parses a PATCH /drives rate_limiter object ({"bandwidth"|"ops": {"size", "one_time_burst",
-// "refill_time"}}). INTEGRATION: the rate limiter branch parses the same object in
-// config_json.cc; this one should then call that.
 
 }  // namespace kindling::vmm::api
