@@ -5,6 +5,8 @@
 # and depth, in the same run. One line per case, the engine in the name where it is not the
 # default:
 #   CASE: kindling N IOPS (M MB/s), fio N IOPS (M MB/s), ratio R, io_submit calls C, merged K
+# followed by the spread of the rounds and, from the disk's own counters for both sides, the
+# requests per disk interrupt, the size of a disk request and its time in the disk's queue;
 # then the lean-VMM figures (vmm-rss-kib, exec-to-first-run-ms, density-20).
 # Fairness: fresh random offsets every run on both sides (fio randrepeat=0, a new seed for
 # kindling), write buffers of random bytes changed on every write on both sides (fio's default
@@ -42,15 +44,49 @@ if [[ ! -f $image || $(stat -c %s "$image") -ne $image_bytes ]]; then
   mv "$image.tmp" "$image"
 fi
 
-# kindling_case ENGINE RW BS QD MERGE -> "iops io_submit merged"; every run must report that its
-# image fd had O_DIRECT (read by the benchmark from /proc/self/fdinfo).
+# The block device under the image, as the kernel counts it, for where the requests wait:
+# /sys/dev/block/MAJ:MIN/stat (for a partition, its disk's interrupts) and the disk's interrupt
+# lines in /proc/interrupts (those named after its device, e.g. virtio1-req.0 or nvme0q1).
+disk_stat=/sys/dev/block/$(stat -c '%Hd:%Ld' "$image")/stat
+disk_name=unknown disk_irq=""
+if [[ -r $disk_stat ]]; then
+  disk_sys=$(readlink -f "$(dirname "$disk_stat")")
+  disk_name=${disk_sys##*/}
+  [[ -f $disk_sys/partition ]] && disk_sys=$(dirname "$disk_sys")
+  [[ -e $disk_sys/device ]] && disk_irq=$(basename "$(readlink -f "$disk_sys/device")")
+else
+  disk_stat=""
+fi
+# disk_snapshot -> "requests sectors ms_in_queue interrupts" (fields of Documentation/block/stat;
+# interrupts -1 when the disk's lines are not found). %.0f: the sector count outgrows mawk's %d.
+disk_snapshot() {
+  [[ -n $disk_stat ]] || { echo "0 0 0 -1"; return; }
+  local irqs=-1
+  [[ -n $disk_irq ]] && irqs=$(awk -v d="$disk_irq" '$NF ~ "^" d "[-q]" {
+      for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; found = 1 }
+      END { printf "%.0f\n", found ? n : -1 }' /proc/interrupts)
+  awk -v irqs="$irqs" '{ printf "%.0f %.0f %.0f %.0f\n", $1 + $5, $3 + $7, $11, irqs }' "$disk_stat"
+}
+# disk_delta BEFORE AFTER -> "requests sectors ms_in_queue interrupts" between two snapshots.
+disk_delta() {
+  local -a a b
+  read -ra a <<<"$1"
+  read -ra b <<<"$2"
+  local irqs=-1
+  ((a[3] >= 0 && b[3] >= 0)) && irqs=$((b[3] - a[3]))
+  echo "$((b[0] - a[0])) $((b[1] - a[1])) $((b[2] - a[2])) $irqs"
+}
+
+# kindling_case ENGINE RW BS QD MERGE -> "iops io_submit merged" and the disk's delta; every run
+# must report that its image fd had O_DIRECT (read by the benchmark from /proc/self/fdinfo).
 kindling_case() {
-  local out
+  local out before
+  before=$(disk_snapshot)
   out=$("$bench" --image "$image" --engine "$1" --rw "$2" --bs "$3" --qd "$4" --merge "$5" \
         --seconds "$seconds") || die "kindling_blk_bench failed: $out"
   [[ $out == *" odirect=1 "* ]] || die "kindling_blk_bench ran without O_DIRECT on $image: $out"
-  awk '{for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        print v["iops"], v["io_submit"], v["merged"]}' <<<"$out"
+  echo "$(awk '{for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        print v["iops"], v["io_submit"], v["merged"]}' <<<"$out") $(disk_delta "$before" "$(disk_snapshot)")"
 }
 
 # fio_args ENGINE RW BS QD: fio's arguments for the same workload.
@@ -61,14 +97,33 @@ fio_args() {
     --iodepth="$4" --numjobs=1 --size="$image_bytes" --time_based --norandommap --randrepeat=0
 }
 
-# fio_case ENGINE RW BS QD -> "iops"
+# fio_case ENGINE RW BS QD -> "iops" and the disk's delta
 fio_case() {
-  local out
+  local out before
+  before=$(disk_snapshot)
   # shellcheck disable=SC2046  # fio_args prints words without spaces inside them
   out=$(fio $(fio_args "$@") --runtime="$seconds" --output-format=terse 2>/dev/null) ||
     die "fio failed ($*)"
   # Terse v3: field 8 = read IOPS, 49 = write IOPS.
-  awk -F';' '{print $8 + $49}' <<<"$out"
+  echo "$(awk -F';' '{print $8 + $49}' <<<"$out") $(disk_delta "$before" "$(disk_snapshot)")"
+}
+
+# disk_figures ROWS... (each "requests sectors ms_in_queue interrupts") -> the medians per run of
+# requests per disk interrupt, KiB per disk request and microseconds per request in the disk's
+# queue (blk-mq's time from insertion to completion), as "R K L" ("?" where not counted).
+disk_figures() {
+  printf '%s\n' "$@" | awk '
+    function med(a, n,   i, j, t) {
+      if (n == 0) return "?"
+      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    $1 > 0 { kib[++n] = $2 / 2 / $1; lat[n] = $3 * 1000 / $1; if ($4 > 0) per[++m] = $1 / $4 }
+    END {
+      r = med(per, m); k = med(kib, n); l = med(lat, n)
+      printf "%s %s %s\n", (r == "?" ? r : sprintf("%.1f", r)), (k == "?" ? k : sprintf("%.1f", k)),
+        (l == "?" ? l : sprintf("%.0f", l))
+    }'
 }
 
 # fio_odirect ENGINE: runs fio for a moment and reads the flags of its fds on the image from
@@ -105,11 +160,11 @@ declare -A k_iops f_iops ratios merged_mbps
 # under 128 KiB is also measured against fio at the merged size (bs=128k, the same bytes in
 # flight), so that "merging beats fio" is not won by comparing with fio's small requests.
 run_case() {
-  local name=$1 engine=$2 rw=$3 bs=$4 qd=$5 merge=$6 round ki ks kmerged fi
+  local name=$1 engine=$2 rw=$3 bs=$4 qd=$5 merge=$6 round ki ks kmerged fv
   [[ $engine != "$default_engine" ]] && name="$name-$engine"
   [[ -n ${BENCH_CASES:-} && " $BENCH_CASES " != *" $name "* ]] && return 0
   local big_qd=$((bs * qd / 131072))
-  local -a kis=() fis=() rs=() rows=() bigs=()
+  local -a kis=() fis=() rs=() rows=() bigs=() kdisk=() fdisk=()
   for ((round = 0; round < rounds; round++)); do
     # Command substitutions, not `< <(...)`: a failing measurement must stop the script.
     local k f
@@ -123,17 +178,18 @@ run_case() {
     if [[ $merge == 1 && $rw == seqread && $bs -lt 131072 && $big_qd -ge 1 ]]; then
       bigs+=("$(fio_case "$engine" "$rw" 131072 "$big_qd")")
     fi
-    read -r ki ks kmerged <<<"$k"
-    fi=$f
-    kis+=("$ki") fis+=("$fi")
-    rs+=("$(awk -v a="$ki" -v b="$fi" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
+    local kd fd
+    read -r ki ks kmerged kd <<<"$k"
+    read -r fv fd <<<"$f"
+    kis+=("$ki") fis+=("$fv") kdisk+=("$kd") fdisk+=("$fd")
+    rs+=("$(awk -v a="$ki" -v b="$fv" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
     rows+=("$k")
   done
   k_iops[$name]=$(printf '%s\n' "${kis[@]}" | median)
   f_iops[$name]=$(printf '%s\n' "${fis[@]}" | median)
   ratios[$name]=$(printf '%s\n' "${rs[@]}" | median)
   # Counters are those of the round whose kindling figure is closest to the median.
-  read -r ki ks kmerged < <(printf '%s\n' "${rows[@]}" |
+  read -r ki ks kmerged _ < <(printf '%s\n' "${rows[@]}" |
     awk -v m="${k_iops[$name]}" '{ d = ($1 > m ? $1 - m : m - $1); if (NR == 1 || d < best) { best = d; row = $0 } } END { print row }')
   local lo hi
   read -r lo hi < <(printf '%s\n' "${rs[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }')
@@ -144,6 +200,14 @@ run_case() {
     "$name" "${k_iops[$name]}" "$(mb_per_s "${k_iops[$name]}" "$bs")" \
     "${f_iops[$name]}" "$(mb_per_s "${f_iops[$name]}" "$bs")" \
     "${ratios[$name]}" "$ks" "$kmerged" "$rounds" "$lo" "$hi" "$spread"
+  # Where the requests wait, from the disk's own counters (both sides, the same disk).
+  if [[ -n $disk_stat ]]; then
+    local kr kk kl fr fk fl
+    read -r kr kk kl < <(disk_figures "${kdisk[@]}")
+    read -r fr fk fl < <(disk_figures "${fdisk[@]}")
+    printf '    (disk %s, medians per run: kindling %s requests per disk interrupt, %s KiB per disk request, %s us in the disk queue; fio %s, %s KiB, %s us)\n' \
+      "$disk_name" "$kr" "$kk" "$kl" "$fr" "$fk" "$fl"
+  fi
   if ((${#bigs[@]} > 0)); then
     local big
     big=$(printf '%s\n' "${bigs[@]}" | median)
