@@ -112,18 +112,15 @@ fio_case() {
 # requests per disk interrupt, KiB per disk request and microseconds per request in the disk's
 # queue (blk-mq's time from insertion to completion), as "R K L" ("?" where not counted).
 disk_figures() {
-  printf '%s\n' "$@" | awk '
-    function med(a, n,   i, j, t) {
-      if (n == 0) return "?"
-      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    $1 > 0 { kib[++n] = $2 / 2 / $1; lat[n] = $3 * 1000 / $1; if ($4 > 0) per[++m] = $1 / $4 }
-    END {
-      r = med(per, m); k = med(kib, n); l = med(lat, n)
-      printf "%s %s %s\n", (r == "?" ? r : sprintf("%.1f", r)), (k == "?" ? k : sprintf("%.1f", k)),
-        (l == "?" ? l : sprintf("%.0f", l))
-    }'
+  local per_run r k l
+  per_run=$(printf '%s\n' "$@" |
+    awk '$1 > 0 { print ($4 > 0 ? $1 / $4 : "?"), $2 / 2 / $1, $3 * 1000 / $1 }')
+  r=$(column_median 1 <<<"$per_run")
+  k=$(column_median 2 <<<"$per_run")
+  l=$(column_median 3 <<<"$per_run")
+  awk -v r="$r" -v k="$k" -v l="$l" 'BEGIN {
+    printf "%s %s %s\n", (r == "?" ? r : sprintf("%.1f", r)), (k == "?" ? k : sprintf("%.1f", k)),
+      (l == "?" ? l : sprintf("%.0f", l)) }'
 }
 
 # fio_odirect ENGINE: runs fio for a moment and reads the flags of its fds on the image from
@@ -154,6 +151,12 @@ fio_odirect() {
 # MB/s (10^6 bytes, as fio prints) of IOPS requests of BS bytes.
 mb_per_s() { awk -v i="$1" -v b="$2" 'BEGIN { print i * b / 1e6 }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# column_median N: the median of column N of stdin's rows, "?" where no row has a number there.
+column_median() {
+  local values
+  values=$(awk -v c="$1" '$c != "" && $c != "?" { print $c }')
+  if [[ -n $values ]]; then median <<<"$values"; else echo "?"; fi
+}
 
 declare -A k_iops f_iops ratios merged_mbps
 # run_case NAME ENGINE RW BS QD MERGE: ROUNDS paired rounds. A merging case with a transfer size
